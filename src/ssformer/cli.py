@@ -1,0 +1,47 @@
+"""The ``ssformer`` command line: one sub-command per module in :mod:`ssformer.commands`.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets ``func`` to
+a callable taking the parsed arguments and returning an exit code. Heavy imports (torch) happen
+inside those callables so that ``ssformer --help`` and config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ssformer import __version__
+from ssformer.commands import bench, info
+from ssformer.errors import SSFormerError
+
+COMMAND_MODULES = (info, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssformer",
+        description="SSFormer polyp segmentation: data, training, evaluation and reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"ssformer {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SSFormerError as error:
+        print(f"ssformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ssformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

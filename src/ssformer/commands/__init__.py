@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ssformer`` CLI, one module each."""

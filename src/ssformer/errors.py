@@ -1,0 +1,23 @@
+"""Exceptions that the CLI reports as one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+
+class SSFormerError(Exception):
+    """Base class: a problem the user can fix; the message says what and how."""
+
+
+class CheckpointError(SSFormerError):
+    """A file is not a usable checkpoint for the model at hand."""
+
+
+class ConfigError(SSFormerError):
+    """A configuration file or override is invalid."""
+
+
+class DataError(SSFormerError):
+    """A dataset is missing, incomplete or broken."""
+
+
+class DownloadError(SSFormerError):
+    """A download failed or produced a file that is not what was expected."""
