@@ -1,0 +1,78 @@
+"""``ssformer download weights NAME...`` and ``ssformer download data NAME...``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ssformer.data.sources import WEIGHTS
+
+DATASET_NAMES = ("kvasir-seg", "cvc-clinicdb", "pranet")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``download`` command with its ``weights`` and ``data`` sub-commands."""
+    parser = subparsers.add_parser(
+        "download",
+        help="download published weights or data sets, verified and resumable",
+        description=(
+            "Download the published weights (Google Drive, through gdown) or the data sets "
+            "(Kvasir-SEG over HTTP, CVC-ClinicDB from Kaggle, the PraNet benchmark from Google "
+            "Drive). Files already present and valid are kept; nothing is overwritten."
+        ),
+    )
+    kinds = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    weights = kinds.add_parser(
+        "weights",
+        help="ImageNet backbones and official SSFormer checkpoints",
+        description=(
+            "Saves backbones to DIR/checkpoints/backbones/{mit,pvtv2}/ and the official "
+            "SSFormer checkpoints to DIR/checkpoints/ssformer/."
+        ),
+    )
+    weights.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        choices=[*WEIGHTS, "all"],
+        help=f"one or more of: {', '.join(WEIGHTS)}, all",
+    )
+    weights.add_argument("--dir", default=".", help="project root (default: .)")
+    weights.add_argument("--quiet", action="store_true", help="no progress bars")
+    weights.set_defaults(func=run)
+
+    data = kinds.add_parser(
+        "data",
+        help="Kvasir-SEG, CVC-ClinicDB or the PraNet benchmark",
+        description=(
+            "Kvasir-SEG and CVC-ClinicDB become DIR/<name>/{images,masks}; the PraNet benchmark "
+            "keeps its layout in DIR/PraNet. Counts are checked against the published sizes. "
+            "CVC-ClinicDB needs Kaggle credentials, unless DIR/cvcclinicdb.zip is already there."
+        ),
+    )
+    data.add_argument("names", nargs="+", metavar="NAME", choices=DATASET_NAMES)
+    data.add_argument("--dir", default="data", help="data root (default: data)")
+    data.add_argument(
+        "--keep-archive", action="store_true", help="keep the downloaded archive after extraction"
+    )
+    data.add_argument("--quiet", action="store_true", help="no progress bars")
+    data.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``download weights`` or ``download data``; errors surface as SSFormerError."""
+    from ssformer.data import download
+
+    if args.what == "weights":
+        for path in download.download_weights(args.names, args.dir, quiet=args.quiet):
+            print(path)
+        return 0
+    fetchers = {
+        "kvasir-seg": download.download_kvasir,
+        "cvc-clinicdb": download.download_cvc_clinicdb,
+        "pranet": download.download_pranet,
+    }
+    for name in dict.fromkeys(args.names):
+        path = fetchers[name](args.dir, keep_archive=args.keep_archive, quiet=args.quiet)
+        print(path)
+    return 0

@@ -1,0 +1,1 @@
+"""Data: download, layout, split, datasets, transforms, cache and synthetic data."""

@@ -1,0 +1,213 @@
+"""The normalised on-disk layout of each data set, and checks that a folder is complete.
+
+Kvasir-SEG and CVC-ClinicDB become ``<root>/images`` and ``<root>/masks`` with one mask per image
+under the same file stem (the layout the reproduction study's notebook builds by hand). The PraNet
+benchmark keeps its own layout (``TrainDataset/{image(s),mask(s)}``,
+``TestDataset/<set>/{images,masks}``) and only its counts are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssformer.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+_IGNORED_DIRS = frozenset({"__MACOSX"})
+
+
+@dataclass(frozen=True)
+class PairedLayout:
+    """Where an archive keeps its image and mask folders, and how many pairs it must hold.
+
+    ``images`` and ``masks`` are folder paths relative to some folder of the extracted archive
+    (a top-level wrapper folder, if any, is found by :func:`find_folder`).
+    """
+
+    name: str
+    folder: str
+    images: tuple[str, ...]
+    masks: tuple[str, ...]
+    count: int
+
+
+KVASIR_SEG = PairedLayout(
+    name="Kvasir-SEG",
+    folder="Kvasir-SEG",
+    images=("images",),
+    masks=("masks",),
+    count=1000,
+)
+CVC_CLINICDB = PairedLayout(
+    name="CVC-ClinicDB",
+    folder="CVC-ClinicDB",
+    images=("PNG", "Original"),
+    masks=("PNG", "Ground Truth"),
+    count=612,
+)
+
+
+@dataclass(frozen=True)
+class PraNetLayout:
+    """The PraNet benchmark: one training folder and five test sets, with their sizes."""
+
+    folder: str = "PraNet"
+    train_count: int = 1450
+    test_counts: Mapping[str, int] = field(
+        default_factory=lambda: {
+            "Kvasir": 100,
+            "CVC-ClinicDB": 62,
+            "CVC-ColonDB": 380,
+            "ETIS-LaribPolypDB": 196,
+            "CVC-300": 60,
+        }
+    )
+
+
+PRANET = PraNetLayout()
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (hidden files such as ``.DS_Store`` skipped)."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def count_pairs(images: Path, masks: Path, *, what: str) -> int:
+    """Number of image/mask pairs; raise :class:`DataError` if a file has no partner."""
+    for folder in (images, masks):
+        if not folder.is_dir():
+            raise DataError(f"{what}: folder {folder} is missing.")
+    image_stems = {path.stem for path in image_files(images)}
+    mask_stems = {path.stem for path in image_files(masks)}
+    if image_stems != mask_stems:
+        lonely_images = sorted(image_stems - mask_stems)[:5]
+        lonely_masks = sorted(mask_stems - image_stems)[:5]
+        raise DataError(
+            f"{what}: {len(image_stems)} images in {images} and {len(mask_stems)} masks in "
+            f"{masks} do not pair up by file name (images without mask: {lonely_images}, "
+            f"masks without image: {lonely_masks})."
+        )
+    return len(image_stems)
+
+
+def check_count(found: int, expected: int | None, *, what: str, where: Path) -> None:
+    """Raise :class:`DataError` naming ``found`` and ``expected`` when they differ."""
+    if expected is not None and found != expected:
+        raise DataError(
+            f"{what}: found {found} image/mask pairs in {where}, expected {expected}. The "
+            "download is incomplete or a different version; delete it and download again."
+        )
+
+
+def verify_paired(root: Path, expected: int | None, *, what: str) -> int:
+    """Check ``root/images`` and ``root/masks`` pair up and hold ``expected`` pairs."""
+    found = count_pairs(root / "images", root / "masks", what=what)
+    check_count(found, expected, what=what, where=root)
+    return found
+
+
+def find_folder(root: Path, parts: tuple[str, ...], *, max_depth: int = 3) -> Path | None:
+    """The shallowest folder under ``root`` whose path ends with ``parts``, if any."""
+    frontier = [root]
+    for _ in range(max_depth + 1):
+        for folder in frontier:
+            candidate = folder.joinpath(*parts)
+            if candidate.is_dir():
+                return candidate
+        frontier = [
+            child
+            for folder in frontier
+            for child in sorted(folder.iterdir())
+            if child.is_dir() and child.name not in _IGNORED_DIRS
+        ]
+    return None
+
+
+def arrange_paired(extracted: Path, dataset: Path, layout: PairedLayout) -> None:
+    """Move the image and mask folders of an extracted archive to ``dataset/{images,masks}``.
+
+    ``dataset`` must not exist yet; it is created inside the same staging area.
+    """
+    images = find_folder(extracted, layout.images)
+    masks = find_folder(extracted, layout.masks)
+    if images is None or masks is None:
+        wanted = "/".join(layout.images if images is None else layout.masks)
+        raise DataError(
+            f"{layout.name}: the archive has no folder '{wanted}' (top level holds "
+            f"{sorted(p.name for p in extracted.iterdir())}); it is not the expected release."
+        )
+    dataset.mkdir()
+    images.rename(dataset / "images")
+    masks.rename(dataset / "masks")
+
+
+def _pick(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (folder / name).is_dir():
+            return folder / name
+    return folder / names[0]
+
+
+def pranet_counts(root: Path) -> dict[str, int]:
+    """Pair counts of the PraNet benchmark in ``root``: ``TrainDataset`` and each test set."""
+    train = root / "TrainDataset"
+    counts = {
+        "TrainDataset": count_pairs(
+            _pick(train, ("image", "images")),
+            _pick(train, ("mask", "masks")),
+            what="PraNet TrainDataset",
+        )
+    }
+    test_root = root / "TestDataset"
+    if not test_root.is_dir():
+        raise DataError(f"PraNet: folder {test_root} is missing.")
+    for test_set in sorted(p for p in test_root.iterdir() if p.is_dir()):
+        counts[test_set.name] = count_pairs(
+            _pick(test_set, ("images", "image")),
+            _pick(test_set, ("masks", "mask")),
+            what=f"PraNet test set {test_set.name}",
+        )
+    return counts
+
+
+def verify_pranet(
+    root: Path,
+    train_count: int | None = PRANET.train_count,
+    test_counts: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Check the PraNet benchmark in ``root`` against the published sizes; return the counts.
+
+    ``test_counts`` defaults to the five published test sets; ``train_count=None`` skips the
+    training-set count (tests use small archives).
+    """
+    expected_tests = dict(PRANET.test_counts if test_counts is None else test_counts)
+    counts = pranet_counts(root)
+    check_count(counts["TrainDataset"], train_count, what="PraNet TrainDataset", where=root)
+    missing = sorted(set(expected_tests) - set(counts))
+    if missing:
+        raise DataError(
+            f"PraNet: test sets {missing} are missing from {root / 'TestDataset'} (found "
+            f"{sorted(set(counts) - {'TrainDataset'})})."
+        )
+    for name, expected in expected_tests.items():
+        check_count(counts[name], expected, what=f"PraNet test set {name}", where=root)
+    return counts
+
+
+def find_pranet_root(extracted: Path) -> Path:
+    """The folder of an extracted archive that holds ``TrainDataset`` and ``TestDataset``."""
+    train = find_folder(extracted, ("TrainDataset",))
+    if train is None or not (train.parent / "TestDataset").is_dir():
+        raise DataError(
+            "PraNet: the archive has no folder holding both TrainDataset and TestDataset (top "
+            f"level holds {sorted(p.name for p in extracted.iterdir())})."
+        )
+    return train.parent

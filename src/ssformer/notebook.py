@@ -1,0 +1,148 @@
+"""Small helpers for the Colab notebook: environment check, Google Drive, background jobs.
+
+The notebook's cells stay short and call the package; everything with logic lives here or behind
+the ``ssformer`` command line, so that the same steps can be run and tested outside a notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ssformer.errors import SSFormerError
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def describe_environment() -> str:
+    """One paragraph on Python, torch and the accelerator; printed by the notebook's first cell."""
+    import torch
+
+    lines = [f"python {sys.version.split()[0]}, torch {torch.__version__}"]
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        lines.append(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB")
+        if props.total_memory < 15 * 2**30:
+            lines.append(
+                "warning: under 16 GiB of GPU memory; lower TRAIN.BATCH_SIZE if it runs out"
+            )
+    else:
+        lines.append("no GPU: everything runs on the CPU, slowly (use SMOKE mode to try the steps)")
+    return "\n".join(lines)
+
+
+def run_cli(*args: str) -> None:
+    """Run one ``ssformer`` command in this process; raise if it fails."""
+    from ssformer.cli import main
+
+    print("$ ssformer " + " ".join(args), flush=True)
+    code = main(list(args))
+    if code != 0:
+        raise SSFormerError(f"'ssformer {' '.join(args)}' failed with exit code {code}")
+
+
+def link_to_drive(
+    drive_dir: str | Path, folders: Sequence[str] = ("data", "checkpoints", "output")
+) -> None:
+    """Mount Google Drive (in Colab) and make ``folders`` links into ``drive_dir``.
+
+    An existing local folder that is not already such a link is left as it is (never moved or
+    deleted); the notebook then simply keeps that folder local and says so.
+    """
+    drive_dir = Path(drive_dir)
+    if in_colab():
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount("/content/drive")
+    for name in folders:
+        target = drive_dir / name
+        target.mkdir(parents=True, exist_ok=True)
+        local = Path(name)
+        if local.is_symlink() and local.resolve() == target.resolve():
+            continue
+        if local.exists() or local.is_symlink():
+            print(f"keeping local '{local}' (it exists already); it is not on Drive")
+            continue
+        local.symlink_to(target, target_is_directory=True)
+        print(f"{local} -> {target}")
+
+
+def start_background(args: Sequence[str], log_file: str | Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m ssformer ARGS`` in the background (like ``nohup ... &``), logging to a file.
+
+    The log is appended to, so ``tail -f`` on it shows every run; the process outlives the cell.
+    """
+    log_path = Path(log_file)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "ssformer", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    print(
+        f"started pid {process.pid}: ssformer {' '.join(args)}\nlog: {log_path}  (tail -f {log_path})"
+    )
+    return process
+
+
+def follow(log_file: str | Path, process: subprocess.Popen[bytes], poll_s: float = 1.0) -> int:
+    """Print new lines of ``log_file`` until ``process`` ends (``tail -f`` that stops by itself).
+
+    Interrupting the cell stops following, not the training. Returns the process's exit code and
+    raises if it failed, so a failed run stops the notebook.
+    """
+    log_path = Path(log_file)
+    position = 0
+    try:
+        while True:
+            done = process.poll() is not None
+            if log_path.exists():
+                with open(log_path, encoding="utf-8", errors="replace") as log:
+                    log.seek(position)
+                    chunk = log.read()
+                    position = log.tell()
+                if chunk:
+                    print(chunk, end="", flush=True)
+            if done:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; pid {process.pid} keeps running (tail -f {log_path})")
+        return 0
+    if process.returncode != 0:
+        raise SSFormerError(
+            f"background job failed with exit code {process.returncode}; see {log_path}"
+        )
+    return 0
+
+
+def copy_to(files: Sequence[str | Path], target_dir: str | Path) -> list[Path]:
+    """Copy files (trained weights) into ``target_dir`` without overwriting: a name that exists
+    gets a numbered suffix. Returns the paths written."""
+    target = Path(target_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in map(Path, files):
+        destination = target / source.name
+        counter = 1
+        while destination.exists():
+            destination = target / f"{source.stem}-{counter}{source.suffix}"
+            counter += 1
+        partial = destination.with_name(destination.name + ".partial")
+        shutil.copy2(source, partial)
+        os.replace(partial, destination)
+        written.append(destination)
+        print(f"{source} -> {destination}")
+    return written
