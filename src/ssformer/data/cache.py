@@ -1,0 +1,185 @@
+"""Decode and resize each image/mask pair once, and keep the result on disk.
+
+Kvasir-SEG frames are up to 1920x1072 JPEGs; decoding and resizing them every epoch costs more
+than the augmentation itself. :class:`PairCache` stores each resized pair as one ``.npy`` file,
+``[H, W, 4]`` uint8 (RGB + mask), under ``<dataset>/.cache/<H>x<W>/``. The file name carries a
+fingerprint of both source files (name, size, modification time) and of the target size, so a
+changed source file gets a new entry and its stale one is removed. Writes go to a temporary file
+in the same folder followed by :func:`os.replace`, so concurrent DataLoader workers and
+interrupted runs never leave a half-written entry. Where the dataset folder is read-only the
+cache lives in memory instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ssformer.errors import DataError
+
+__all__ = [
+    "CACHE_DIR_NAME",
+    "PairCache",
+    "decode_image",
+    "decode_mask",
+    "load_resized_pair",
+    "resize_pair",
+]
+
+CACHE_DIR_NAME = ".cache"
+_CACHE_FORMAT = "pair-v1"
+
+
+def _open(path: Path, mode: str, draft_size: tuple[int, int] | None) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            if draft_size is not None and img.format == "JPEG":
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying >= the target size.
+                img.draft(mode, (draft_size[1], draft_size[0]))
+            return np.asarray(img.convert(mode))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(
+            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
+        ) from error
+
+
+def decode_image(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]``. ``draft_size=(h, w)`` allows a faster reduced-size JPEG decode."""
+    return _open(Path(path), "RGB", draft_size)
+
+
+def decode_mask(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Binary mask as bool ``[H, W]``: grey value > 128 (JPEG masks are not exactly 0/255)."""
+    return _open(Path(path), "L", draft_size) > 128
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    if array.shape[:2] == (h, w):
+        return np.ascontiguousarray(array)
+    shrinking = array.shape[0] > h and array.shape[1] > w
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(array, (w, h), interpolation=interpolation)
+
+
+def resize_pair(
+    image: np.ndarray, mask: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an RGB uint8 image and a bool mask to ``size=(h, w)``.
+
+    The mask comes back as uint8 coverage 0..255 (area-averaged edges), to be thresholded at 128
+    after the geometric augmentation, which keeps its boundary smooth under rotation and scaling.
+    """
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(
+            f"image and mask sizes differ ({image.shape[1]}x{image.shape[0]} vs "
+            f"{mask.shape[1]}x{mask.shape[0]})"
+        )
+    return _resize(image, size), _resize(mask.astype(np.uint8) * 255, size)
+
+
+def load_resized_pair(
+    image_path: Path, mask_path: Path, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a pair and resize it to ``size``: ``(uint8 [h,w,3], uint8 [h,w] 0..255)``."""
+    image = decode_image(image_path, size)
+    mask = decode_mask(mask_path, size)
+    if image.shape[:2] != mask.shape[:2]:
+        # A draft decode may reduce the two files differently; decode both in full.
+        image, mask = decode_image(image_path), decode_mask(mask_path)
+        if image.shape[:2] != mask.shape[:2]:
+            raise DataError(
+                f"{image_path.name} is {image.shape[1]}x{image.shape[0]} but its mask "
+                f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; fix or remove the pair"
+            )
+    return resize_pair(image, mask, size)
+
+
+def _fingerprint(image_path: Path, mask_path: Path, size: tuple[int, int]) -> str:
+    parts = [_CACHE_FORMAT, f"{size[0]}x{size[1]}"]
+    for path in (image_path, mask_path):
+        stat = path.stat()
+        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+class PairCache:
+    """Resized image/mask pairs, decoded once, stored under ``folder/<H>x<W>/``.
+
+    ``folder=None`` keeps them in memory only (per process). If ``folder`` cannot be written the
+    cache falls back to memory with a warning.
+    """
+
+    def __init__(self, folder: Path | None, size: tuple[int, int]) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.folder = None if folder is None else Path(folder) / f"{self.size[0]}x{self.size[1]}"
+        self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """The resized pair, from the cache when its entry is current."""
+        image_path, mask_path = Path(image_path), Path(mask_path)
+        try:
+            key = _fingerprint(image_path, mask_path, self.size)
+        except OSError as error:
+            raise DataError(f"cannot read {error.filename}: {error.strerror}") from error
+        stem = image_path.stem
+        if self.folder is None:
+            return self._get_memory(f"{stem}.{key}", image_path, mask_path)
+        entry = self.folder / f"{stem}.{key}.npy"
+        try:
+            stacked = np.load(entry, allow_pickle=False)
+        except (OSError, ValueError):
+            stacked = None
+        if stacked is not None and stacked.shape == (*self.size, 4):
+            self.hits += 1
+            return stacked[..., :3], stacked[..., 3]
+        self.misses += 1
+        image, mask = load_resized_pair(image_path, mask_path, self.size)
+        try:
+            self._store(entry, stem, np.concatenate([image, mask[..., None]], axis=2))
+        except OSError as error:
+            warnings.warn(
+                f"cannot write the data cache in {self.folder} ({error}); caching in memory",
+                stacklevel=2,
+            )
+            self.folder = None
+            self._memory[f"{stem}.{key}"] = (image, mask)
+        return image, mask
+
+    def _get_memory(
+        self, key: str, image_path: Path, mask_path: Path
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            hit = self._memory.get(key)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        self.misses += 1
+        pair = load_resized_pair(image_path, mask_path, self.size)
+        with self._lock:
+            self._memory[key] = pair
+        return pair
+
+    def _store(self, entry: Path, stem: str, stacked: np.ndarray) -> None:
+        assert self.folder is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with tmp.open("wb") as handle:
+            np.save(handle, stacked, allow_pickle=False)
+        os.replace(tmp, entry)
+        for stale in self.folder.glob(f"{stem}.*.npy"):
+            # Same stem, another fingerprint: the source changed since that entry was written.
+            if stale != entry and stale.name.count(".") == entry.name.count("."):
+                with contextlib.suppress(OSError):
+                    stale.unlink()

@@ -1,0 +1,218 @@
+"""Polyp segmentation datasets: image/mask folders, the split layout and the PraNet layout.
+
+One class, :class:`PolypDataset`, reads a folder with ``images/`` (or ``image/``) and ``masks/``
+(or ``mask/``); pairs files by stem (``x.jpg`` with ``x.png``); binarises masks at grey value >
+128 (Kvasir's JPEG masks are not exactly 0/255); and returns per item a dict with ``image`` (float32
+``[3,H,W]``, ImageNet-normalised), ``mask`` (float32 ``[1,H,W]`` in {0, 1}) and ``index``.
+Evaluation at the original resolution uses :meth:`PolypDataset.original_mask`.
+
+Layouts:
+- split (``ssformer split``): ``root/{train,val,test}/{images,masks}`` -> :func:`split_datasets`;
+- PraNet benchmark: ``TrainDataset/{image,mask}`` and ``TestDataset/<set>/{images,masks}`` ->
+  :func:`pranet_datasets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssformer.data.cache import CACHE_DIR_NAME, PairCache, decode_mask, load_resized_pair
+from ssformer.data.transforms import build_eval_transform
+from ssformer.errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PRANET_TEST_SETS",
+    "PairTransform",
+    "PolypDataset",
+    "find_pairs",
+    "pranet_datasets",
+    "split_datasets",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGE_DIR_NAMES = ("images", "image")
+MASK_DIR_NAMES = ("masks", "mask")
+PRANET_TEST_SETS = ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300")
+
+PairTransform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+"""``(image uint8 [H,W,3], mask uint8 [H,W] 0..255) -> (image [3,H,W], mask [1,H,W])``."""
+
+
+def _pick_dir(root: Path, names: tuple[str, ...], what: str) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(
+        f"{root} has no {what} folder (looked for {', '.join(names)}); point the dataset at the "
+        "folder holding images/ and masks/"
+    )
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    duplicates: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if path.stem in files:
+            duplicates.append(path.name)
+        files[path.stem] = path
+    if duplicates:
+        raise DataError(
+            f"{folder} holds several files with the same stem ({', '.join(duplicates[:5])}); "
+            "keep one per stem"
+        )
+    return files
+
+
+def find_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """Image/mask path pairs of ``root`` sorted by stem; DataError naming any unpaired file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist")
+    images_dir = _pick_dir(root, IMAGE_DIR_NAMES, "images")
+    masks_dir = _pick_dir(root, MASK_DIR_NAMES, "masks")
+    images, masks = _image_files(images_dir), _image_files(masks_dir)
+    no_mask = sorted(images[s].name for s in images.keys() - masks.keys())
+    no_image = sorted(masks[s].name for s in masks.keys() - images.keys())
+    if no_mask or no_image:
+        details = []
+        if no_mask:
+            details.append(f"images without a mask in {masks_dir}: {', '.join(no_mask[:10])}")
+        if no_image:
+            details.append(f"masks without an image in {images_dir}: {', '.join(no_image[:10])}")
+        raise DataError(
+            f"unpaired files in {root}: {'; '.join(details)} (run `ssformer check-data {root}`)"
+        )
+    if not images:
+        raise DataError(f"{images_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [(images[s], masks[s]) for s in sorted(images)]
+
+
+def _as_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    h, w = image_size
+    return (int(h), int(w))
+
+
+class PolypDataset(torch.utils.data.Dataset):
+    """Image/mask pairs of one folder, resized to ``image_size`` (side or ``(h, w)``).
+
+    ``transform`` takes the resized uint8 pair and returns tensors (see
+    :mod:`ssformer.data.transforms`); ``None`` means resize + ImageNet normalisation.
+    ``cache=True`` decodes each pair once and keeps it under ``cache_dir`` (default
+    ``root/.cache``; in memory if that cannot be written); ``cache=False`` decodes every time.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        image_size: int | tuple[int, int],
+        transform: PairTransform | None = None,
+        cache: bool = True,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.image_size = _as_size(image_size)
+        self.pairs = find_pairs(self.root)
+        self.names: list[str] = [image.stem for image, _ in self.pairs]
+        self.transform: PairTransform = (
+            transform if transform is not None else build_eval_transform(self.image_size)
+        )
+        self.cache: PairCache | None = None
+        if cache:
+            folder = Path(cache_dir) if cache_dir is not None else self.root / CACHE_DIR_NAME
+            self.cache = PairCache(folder, self.image_size)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def resized_pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pair at ``image_size`` before the transform: uint8 ``[h,w,3]``, uint8 ``[h,w]``."""
+        image_path, mask_path = self.pairs[index]
+        if self.cache is not None:
+            return self.cache.get(image_path, mask_path)
+        return load_resized_pair(image_path, mask_path, self.image_size)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self.pairs):
+            raise IndexError(f"index {index} out of range for {len(self.pairs)} pairs")
+        image, mask = self.resized_pair(index)
+        image_t, mask_t = self.transform(image, mask)
+        return {"image": image_t, "mask": mask_t, "index": index}
+
+    def original_size(self, index: int) -> tuple[int, int]:
+        """``(h, w)`` of the original image (read from its header, not decoded)."""
+        image_path = self.pairs[index][0]
+        try:
+            with Image.open(image_path) as img:
+                w, h = img.size
+        except OSError as error:
+            raise DataError(f"cannot read {image_path}: {error}") from error
+        return (h, w)
+
+    def original_mask(self, index: int) -> np.ndarray:
+        """Full-resolution ground truth, bool ``[h, w]`` (grey value > 128)."""
+        return decode_mask(self.pairs[index][1])
+
+    def __repr__(self) -> str:
+        return (
+            f"PolypDataset(root={str(self.root)!r}, n={len(self)}, image_size={self.image_size}, "
+            f"cache={self.cache is not None})"
+        )
+
+
+def split_datasets(
+    root: Path,
+    image_size: int | tuple[int, int],
+    train_transform: PairTransform | None = None,
+    eval_transform: PairTransform | None = None,
+    cache: bool = True,
+) -> dict[str, PolypDataset]:
+    """``{"train", "val", "test"}`` datasets of a split folder (``root/<split>/{images,masks}``)."""
+    root = Path(root)
+    missing = [s for s in ("train", "val", "test") if not (root / s).is_dir()]
+    if missing:
+        raise DataError(
+            f"{root} is not a split folder: no {', '.join(missing)} sub-folder; make one with "
+            f"`ssformer split <dataset> --output {root}`"
+        )
+    return {
+        split: PolypDataset(
+            root / split,
+            image_size,
+            transform=train_transform if split == "train" else eval_transform,
+            cache=cache,
+        )
+        for split in ("train", "val", "test")
+    }
+
+
+def pranet_datasets(
+    root: Path,
+    image_size: int | tuple[int, int],
+    train_transform: PairTransform | None = None,
+    eval_transform: PairTransform | None = None,
+    cache: bool = True,
+    test_sets: tuple[str, ...] = PRANET_TEST_SETS,
+) -> dict[str, PolypDataset]:
+    """PraNet benchmark: ``{"train": TrainDataset, <test set>: TestDataset/<test set>, ...}``."""
+    root = Path(root)
+    datasets = {
+        "train": PolypDataset(
+            root / "TrainDataset", image_size, transform=train_transform, cache=cache
+        )
+    }
+    for name in test_sets:
+        datasets[name] = PolypDataset(
+            root / "TestDataset" / name, image_size, transform=eval_transform, cache=cache
+        )
+    return datasets

@@ -1,0 +1,327 @@
+"""Train/val/test split of an ``images/`` + ``masks/`` dataset, identical to ``split-folders``.
+
+The reproduction study split Kvasir-SEG and CVC-ClinicDB with ``splitfolders.ratio(input,
+output, seed=1337, ratio=(.8, .1, .1))``. That function treats each sub-folder of ``input`` as a
+class and, per class folder, re-seeds Python's :mod:`random` with ``seed``, lists the folder's
+non-hidden files, sorts them (as paths, which within one folder is the order of their names as
+strings: ``"10.png" < "2.png"``), shuffles them with :func:`random.shuffle` and cuts the list at
+``int(r0 * n)`` and ``int(r0 * n) + int(r1 * n)``. Images and masks with corresponding sorted names
+therefore get the same permutation. This module reimplements that rule (the package does not
+depend on ``split-folders``; the tests compare against it) and keeps each mask with its image.
+
+Unlike the seed's notebook it never moves or deletes the originals: files are hard-linked when
+source and output share a file system, copied otherwise. The output folder holds a manifest,
+``split.json``, with the parameters, the file lists and the SHA-256 of every file; a second run
+with the same parameters does nothing, a run with other parameters is refused.
+
+Default output folder: ``ROOT`` itself, as in the study (``splitfolders.ratio('Kvasir-SEG',
+output='Kvasir-SEG', ...)``): ``ROOT/{train,val,test}`` beside ``ROOT/images`` and ``ROOT/masks``,
+which stay. The seed's configs (``DATASET.ROOT: data/Kvasir-SEG``) then work unmodified. The
+manifest records the source relative to the output folder, so the pair can be moved together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssformer.errors import DataError
+
+__all__ = [
+    "IMAGE_DIR_NAMES",
+    "MANIFEST_NAME",
+    "MASK_DIR_NAMES",
+    "SPLIT_NAMES",
+    "SplitResult",
+    "check_split",
+    "default_output",
+    "find_pair_dirs",
+    "split_dataset",
+    "split_indices",
+    "splitfolders_order",
+]
+
+SPLIT_NAMES = ("train", "val", "test")
+MANIFEST_NAME = "split.json"
+MANIFEST_VERSION = 1
+IN_PROGRESS_NAME = ".split-in-progress.json"
+IMAGE_DIR_NAMES = ("images", "image", "Original")
+MASK_DIR_NAMES = ("masks", "mask", "Ground Truth")
+
+
+@dataclass
+class SplitResult:
+    """What :func:`split_dataset` did: the output folder, the file names per split, and whether
+    the split already existed (``created`` is False then and nothing was written)."""
+
+    output: Path
+    files: dict[str, list[str]]
+    created: bool
+    linked: int = 0
+    copied: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def find_pair_dirs(root: Path) -> tuple[Path, Path]:
+    """Return ``(images_dir, masks_dir)`` of ``root``, accepting the usual folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+    images = next((root / n for n in IMAGE_DIR_NAMES if (root / n).is_dir()), None)
+    masks = next((root / n for n in MASK_DIR_NAMES if (root / n).is_dir()), None)
+    if images is None or masks is None:
+        missing = "an images folder" if images is None else "a masks folder"
+        raise DataError(
+            f"{root} has no {missing}: expected {root}/<{'|'.join(IMAGE_DIR_NAMES)}> and "
+            f"{root}/<{'|'.join(MASK_DIR_NAMES)}>"
+        )
+    return images, masks
+
+
+def _list_files(folder: Path) -> list[str]:
+    """Non-hidden regular files of ``folder`` as split-folders lists them, sorted by name."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def splitfolders_order(names: Sequence[str], seed: int) -> list[str]:
+    """The order in which split-folders assigns ``names`` (files of one folder) to the splits.
+
+    Sorting names equals split-folders' sort of full paths because all share one parent folder.
+    """
+    ordered = sorted(names)
+    rng = random.Random(seed)  # same Mersenne Twister stream as random.seed(seed)
+    rng.shuffle(ordered)
+    return ordered
+
+
+def split_indices(n: int, ratio: Sequence[float]) -> tuple[int, int]:
+    """Cut points of split-folders' ``ratio`` mode: ``int(r0 n)`` and ``int(r0 n) + int(r1 n)``."""
+    train_end = int(ratio[0] * n)
+    return train_end, train_end + int(ratio[1] * n)
+
+
+def _validate_ratio(ratio: Sequence[float]) -> tuple[float, float, float]:
+    if len(ratio) != 3 or any(r < 0 for r in ratio) or round(sum(ratio), 5) != 1:
+        raise DataError(
+            f"--ratio must be three non-negative numbers that sum to 1 (train val test), got "
+            f"{list(ratio)}"
+        )
+    return float(ratio[0]), float(ratio[1]), float(ratio[2])
+
+
+def _pair_by_stem(images: list[str], masks: list[str], root: Path) -> dict[str, str]:
+    mask_by_stem: dict[str, str] = {}
+    for name in masks:
+        mask_by_stem.setdefault(Path(name).stem, name)
+    image_stems = {Path(n).stem for n in images}
+    lonely_images = [n for n in images if Path(n).stem not in mask_by_stem]
+    lonely_masks = [n for n in masks if Path(n).stem not in image_stems]
+    if lonely_images or lonely_masks or len(mask_by_stem) != len(masks):
+        parts = []
+        if lonely_images:
+            parts.append(f"images without a mask: {', '.join(lonely_images[:10])}")
+        if lonely_masks:
+            parts.append(f"masks without an image: {', '.join(lonely_masks[:10])}")
+        if len(mask_by_stem) != len(masks):
+            parts.append("several masks share one file stem")
+        raise DataError(
+            f"{root} is not a complete set of image/mask pairs ({'; '.join(parts)}); "
+            "fix or remove those files (`ssformer check-data` lists every problem)"
+        )
+    return {n: mask_by_stem[Path(n).stem] for n in images}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _place(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` to ``target`` (True) or copy it atomically (False)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+        linked = True
+    except OSError:
+        shutil.copy2(source, tmp)
+        linked = False
+    os.replace(tmp, target)
+    return linked
+
+
+def default_output(root: Path) -> Path:
+    """``ROOT`` itself: the split folders go beside ``images/`` and ``masks/``."""
+    return Path(root).resolve()
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _plan(root: Path, ratio: Sequence[float], seed: int) -> tuple[Path, Path, dict, dict]:
+    images_dir, masks_dir = find_pair_dirs(root)
+    images, masks = _list_files(images_dir), _list_files(masks_dir)
+    if not images:
+        raise DataError(f"{images_dir} holds no files")
+    pairs = _pair_by_stem(images, masks, root)
+    order = splitfolders_order(images, seed)
+    train_end, val_end = split_indices(len(order), ratio)
+    chunks = {"train": order[:train_end], "val": order[train_end:val_end], "test": order[val_end:]}
+    return images_dir, masks_dir, pairs, chunks
+
+
+def split_dataset(
+    root: Path,
+    output: Path | None = None,
+    ratio: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 1337,
+) -> SplitResult:
+    """Split ``root`` (``images/`` + ``masks/``) into ``output/{train,val,test}/{images,masks}``.
+
+    The image lists equal those of ``splitfolders.ratio(root, output, seed, ratio)``; each mask
+    goes with its image (paired by file stem). Idempotent; refuses an ``output`` holding a split
+    made with other parameters or from another source.
+    """
+    ratio = _validate_ratio(ratio)
+    root = Path(root).resolve()
+    output = Path(output).resolve() if output is not None else default_output(root)
+    if root in output.parents:
+        raise DataError(
+            f"the split output {output} must not lie inside the source {root} (ROOT itself is "
+            "fine, as is a folder elsewhere): choose another --output"
+        )
+    images_dir, masks_dir, pairs, chunks = _plan(root, ratio, seed)
+    parameters = {"ratio": list(ratio), "seed": seed, "source": os.path.relpath(root, output)}
+    manifest_path = output / MANIFEST_NAME
+    if manifest_path.exists():
+        existing = _read_manifest(manifest_path)
+        if existing.get("parameters") != parameters:
+            raise DataError(
+                f"{manifest_path} records a split made with {existing.get('parameters')}, not "
+                f"{parameters}; choose another --output or remove that folder yourself"
+            )
+        return SplitResult(output=output, files=existing["files"], created=False)
+    marker = output / IN_PROGRESS_NAME
+    resuming = False
+    if marker.exists():
+        try:
+            resuming = json.loads(marker.read_text(encoding="utf-8")) == parameters
+        except (OSError, json.JSONDecodeError):
+            resuming = False
+    stray = [p for s in SPLIT_NAMES if (output / s).exists() for p in (output / s).iterdir()]
+    if stray and not resuming:
+        raise DataError(
+            f"{output} already holds files ({stray[0]}) but no {MANIFEST_NAME} from a split with "
+            f"{parameters}; it was not made by this `ssformer split`: choose another --output"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(marker, parameters)  # lets an interrupted run resume
+
+    result = SplitResult(output=output, files={}, created=True)
+    records: dict[str, list[dict[str, str]]] = {}
+    for split in SPLIT_NAMES:
+        out_images, out_masks = output / split / "images", output / split / "masks"
+        out_images.mkdir(parents=True, exist_ok=True)
+        out_masks.mkdir(parents=True, exist_ok=True)
+        records[split] = []
+        for image_name in chunks[split]:
+            mask_name = pairs[image_name]
+            for source, target in (
+                (images_dir / image_name, out_images / image_name),
+                (masks_dir / mask_name, out_masks / mask_name),
+            ):
+                if _place(source, target):
+                    result.linked += 1
+                else:
+                    result.copied += 1
+            records[split].append(
+                {
+                    "image": image_name,
+                    "mask": mask_name,
+                    "image_sha256": _sha256(images_dir / image_name),
+                    "mask_sha256": _sha256(masks_dir / mask_name),
+                }
+            )
+        result.files[split] = list(chunks[split])
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "parameters": parameters,
+        "source_dirs": {"images": images_dir.name, "masks": masks_dir.name},
+        "counts": {s: len(chunks[s]) for s in SPLIT_NAMES},
+        "files": result.files,
+        "pairs": records,
+    }
+    _write_json_atomic(manifest_path, manifest)
+    marker.unlink()
+    return result
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read the split manifest {path}: {error}") from error
+    if not isinstance(manifest, dict) or "parameters" not in manifest or "pairs" not in manifest:
+        raise DataError(f"{path} is not a split manifest written by `ssformer split`")
+    return manifest
+
+
+def check_split(output: Path, root: Path | None = None) -> list[str]:
+    """Verify a split against its manifest and its source; return one line per mismatch.
+
+    Checks that every listed file exists in the split with the recorded SHA-256, that no
+    unlisted file sits in the split folders, and (when the source still exists) that recomputing
+    the split from the source gives the same lists.
+    """
+    output = Path(output)
+    manifest = _read_manifest(output / MANIFEST_NAME)
+    parameters = manifest["parameters"]
+    problems: list[str] = []
+    for split in SPLIT_NAMES:
+        expected = {"images": set(), "masks": set()}
+        for record in manifest["pairs"].get(split, []):
+            for kind, key in (("images", "image"), ("masks", "mask")):
+                path = output / split / kind / record[key]
+                expected[kind].add(record[key])
+                if not path.is_file():
+                    problems.append(f"missing: {path}")
+                elif _sha256(path) != record[f"{key}_sha256"]:
+                    problems.append(f"changed (SHA-256 differs from the manifest): {path}")
+        for kind in ("images", "masks"):
+            folder = output / split / kind
+            if folder.is_dir():
+                for name in _list_files(folder):
+                    if name not in expected[kind]:
+                        problems.append(f"not in the manifest: {folder / name}")
+    source = Path(root) if root is not None else output / parameters["source"]
+    if not source.is_dir():
+        problems.append(f"source {source} not found: could not recompute the split")
+        return problems
+    try:
+        _, _, _, chunks = _plan(source, parameters["ratio"], int(parameters["seed"]))
+    except DataError as error:
+        problems.append(f"source: {error}")
+        return problems
+    for split in SPLIT_NAMES:
+        recorded = manifest["files"].get(split, [])
+        if sorted(recorded) != sorted(chunks[split]):
+            extra = sorted(set(recorded) - set(chunks[split]))
+            lacking = sorted(set(chunks[split]) - set(recorded))
+            problems.append(
+                f"{split}: differs from the split recomputed from {source} "
+                f"(only in manifest: {extra[:5]}, only in recomputed: {lacking[:5]})"
+            )
+    return problems
