@@ -1,0 +1,62 @@
+"""``ssformer sweep``: train a grid of models (see :mod:`ssformer.sweep`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="train every model/backbone/dataset/seed combination of one or more configs",
+        description=(
+            "Train each combination of the configs' MODEL.NAME x MODEL.BACKBONE lists (the study's "
+            "*-auto.yaml files), for each --cfg (dataset) and each --seeds value, in its own run "
+            "folder. Finished runs are skipped, an interrupted run is resumed, a failed run is "
+            "reported at the end without stopping the others. State: SAVE_DIR/sweep/*.json."
+        ),
+    )
+    parser.add_argument(
+        "--cfg", required=True, nargs="+", metavar="FILE", help="config file(s), one per dataset"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys in every run, e.g. --set DEVICE=cpu TRAIN.EPOCHS=1",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[], metavar="S", help="repeat the grid per seed"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the plan and its state, train nothing"
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --dry-run: time a few train steps of each model to estimate the cost",
+    )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssformer.sweep import describe_plan, estimate_cost, plan_sweep, run_sweep
+
+    plan = plan_sweep(args.cfg, args.overrides, args.seeds)
+    if args.dry_run:
+        estimates = {e.key: estimate_cost(e) for e in plan} if args.estimate else None
+        print(describe_plan(plan, estimates))
+        return 0
+    summary = run_sweep(plan, progress=args.progress, echo=sys.stdout)
+    print(
+        f"sweep: {len(summary.finished)} trained, {len(summary.skipped)} already finished, "
+        f"{len(summary.failed)} failed"
+    )
+    for key, message in summary.failed.items():
+        print(f"  failed: {key}: {message}")
+    return 0 if summary.ok else 1

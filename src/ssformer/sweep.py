@@ -1,0 +1,295 @@
+"""Sweep runner: train every combination of a grid, each in its own run folder, once.
+
+A sweep is one or more config files (datasets) whose ``MODEL.NAME`` / ``MODEL.BACKBONE`` /
+``MODEL.PRETRAINED`` may be lists (the reproduction study's ``*-auto.yaml``), times an optional list
+of seeds. :func:`plan_sweep` expands it into :class:`PlannedRun` entries; :func:`run_sweep` trains
+them one after another and keeps a small ledger per entry in ``SAVE_DIR/sweep/<key>.json``:
+
+- ``finished``: skipped when the sweep is started again;
+- ``running``: the sweep was stopped (killed, machine gone) during this entry; starting the sweep
+  again resumes its newest run folder that has a ``last.pth`` (or starts it afresh when the run
+  had not finished an epoch yet; the unfinished folder is left as it is);
+- ``failed``: the error is recorded, the sweep goes on with the next entry and lists the failures
+  at the end; starting the sweep again retries the entry in a new run folder.
+
+With several seeds, each seed's runs live under ``SAVE_DIR/seed-<S>/`` so that the study's
+``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>.pth`` files of different seeds never meet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ssformer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
+    from ssformer.engine.train import RunResult
+
+LEDGER_DIR = "sweep"
+LAST_CHECKPOINT = "last.pth"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One entry of a sweep: a validated config and the key that names its ledger."""
+
+    config: Config
+    key: str
+
+    @property
+    def experiment_dir(self) -> Path:
+        """``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>``, where the engine puts this entry's runs."""
+        return Path(self.config.save_dir) / self.config.run_name
+
+    @property
+    def ledger_path(self) -> Path:
+        return Path(self.config.save_dir) / LEDGER_DIR / f"{self.key}.json"
+
+
+@dataclass
+class SweepSummary:
+    """What :func:`run_sweep` did, entry by entry."""
+
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def plan_sweep(
+    config_files: Sequence[str | Path],
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] = (),
+) -> list[PlannedRun]:
+    """Expand config files x their model/backbone lists x ``seeds`` into planned runs.
+
+    Raises :class:`ConfigError` when two entries would share a run folder (the same model,
+    backbone and dataset twice), which would make "exactly once" ambiguous.
+    """
+    from ssformer.config import load_configs
+
+    plan: list[PlannedRun] = []
+    for config_file in config_files:
+        for seed in seeds or (None,):
+            extra = list(overrides)
+            if seed is not None:
+                base = load_configs(config_file, overrides)[0].save_dir
+                extra += [f"SEED={seed}", f"SAVE_DIR={Path(base) / f'seed-{seed}'}"]
+            for config in load_configs(config_file, extra):
+                key = config.run_name if seed is None else f"{config.run_name}_seed-{seed}"
+                plan.append(PlannedRun(config=config, key=key))
+    seen: dict[Path, str] = {}
+    for entry in plan:
+        if entry.ledger_path in seen:
+            raise ConfigError(
+                f"the sweep lists {entry.key} twice ({seen[entry.ledger_path]} and "
+                f"{entry.config.source}); each model/backbone/dataset/seed may appear once"
+            )
+        seen[entry.ledger_path] = str(entry.config.source)
+    return plan
+
+
+def read_ledger(path: Path) -> dict[str, Any]:
+    """The ledger of one entry, or ``{}`` when it has none (or an unreadable one)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_ledger(path: Path, data: dict[str, Any]) -> None:
+    """Write a ledger atomically (a killed sweep never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def _run_folders(experiment_dir: Path) -> set[str]:
+    if not experiment_dir.is_dir():
+        return set()
+    return {p.name for p in experiment_dir.iterdir() if p.is_dir()}
+
+
+def resumable_run(entry: PlannedRun, ledger: dict[str, Any]) -> Path | None:
+    """The run folder an interrupted entry continues from: the newest folder created after the
+    entry started (not one that was there before) that holds a ``last.pth``."""
+    before = set(ledger.get("folders_before", []))
+    candidates = [
+        entry.experiment_dir / name
+        for name in _run_folders(entry.experiment_dir) - before
+        if (entry.experiment_dir / name / LAST_CHECKPOINT).is_file()
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime)
+
+
+Trainer = Callable[..., "RunResult"]
+
+
+def run_sweep(
+    plan: Sequence[PlannedRun],
+    *,
+    trainer: Trainer | None = None,
+    progress: bool | None = None,
+    echo: TextIO | None = None,
+) -> SweepSummary:
+    """Train every planned entry that is not finished yet; never stop at a failed one."""
+    if trainer is None:
+        from ssformer.engine.train import run_training
+
+        trainer = run_training
+
+    def say(message: str) -> None:
+        if echo is not None:
+            print(message, file=echo, flush=True)
+
+    summary = SweepSummary()
+    for number, entry in enumerate(plan, start=1):
+        label = f"[{number}/{len(plan)}] {entry.key}"
+        ledger = read_ledger(entry.ledger_path)
+        status = ledger.get("status")
+        if status == "finished":
+            say(f"{label}: finished before ({ledger.get('run_dir')}), skipped")
+            summary.skipped.append(entry.key)
+            summary.results[entry.key] = Path(ledger.get("run_dir", ""))
+            continue
+        resume = resumable_run(entry, ledger) if status == "running" else None
+        if resume is None:
+            ledger = {
+                "status": "running",
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "folders_before": sorted(_run_folders(entry.experiment_dir)),
+                "config": str(entry.config.source),
+            }
+            write_ledger(entry.ledger_path, ledger)
+            say(f"{label}: training")
+        else:
+            say(f"{label}: resuming {resume}")
+        try:
+            result = trainer(entry.config, resume=resume, progress=progress, echo=echo)
+        except KeyboardInterrupt:
+            say(f"{label}: interrupted; run the sweep again to resume it")
+            raise
+        except Exception as error:  # a sweep records a failed run and goes on
+            message = f"{type(error).__name__}: {error}"
+            write_ledger(
+                entry.ledger_path,
+                {**ledger, "status": "failed", "error": message, "trace": traceback.format_exc()},
+            )
+            say(f"{label}: FAILED: {message}")
+            summary.failed[entry.key] = message
+            continue
+        write_ledger(
+            entry.ledger_path,
+            {
+                **ledger,
+                "status": "finished",
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "run_dir": str(result.run_dir),
+                "best_metric": result.best_metric,
+                "best_metric_name": result.best_metric_name,
+            },
+        )
+        summary.finished.append(entry.key)
+        summary.results[entry.key] = Path(result.run_dir)
+        say(f"{label}: finished in {result.run_dir}")
+    return summary
+
+
+def _train_images(config: Config) -> int | None:
+    """How many training images the config's dataset has, where that can be counted cheaply."""
+    root = Path(config.dataset.root)
+    folders = (
+        [root / "train" / "images"]
+        if config.dataset.protocol == "split"
+        else [root / "TrainDataset" / "image", root / "TrainDataset" / "images"]
+    )
+    for folder in folders:
+        if folder.is_dir():
+            count = sum(1 for p in folder.iterdir() if p.is_file())
+            if config.dataset.protocol != "split":
+                count = round(count * (1 - config.dataset.val_fraction))
+            return count
+    return None
+
+
+@dataclass
+class CostEstimate:
+    """A rough training cost of one entry from a measured train step (``ssformer bench``)."""
+
+    step_seconds: float
+    steps: int | None
+
+    @property
+    def hours(self) -> float | None:
+        return None if self.steps is None else self.step_seconds * self.steps / 3600
+
+
+def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
+    """Time a few train steps of the entry's model on its device (at batch <= 2, scaled
+    linearly to the configured batch) and multiply by the steps of the whole run."""
+    from ssformer import benchmark
+    from ssformer.config import resolve_device
+    from ssformer.models import build_model
+
+    config = entry.config
+    device = resolve_device(config.device)
+    model = build_model(config.model.name, config.model.backbone, config.model.num_classes)
+    batch = config.train.batch_size
+    measured_batch = min(batch, 2)
+    size = max(config.train.image_size)
+    result = benchmark.measure(
+        model,
+        mode="train",
+        batch=measured_batch,
+        size=size,
+        device=device,
+        amp=config.train.amp,
+        channels_last=config.train.channels_last,
+        warmup=1,
+        repeats=repeats,
+    )
+    step = result.timing.median * batch / measured_batch
+    images = _train_images(config)
+    steps = None if images is None else -(-images // batch) * config.train.epochs
+    return CostEstimate(step_seconds=step, steps=steps)
+
+
+def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate] | None) -> str:
+    """A table of the planned entries, their state and (optionally) their estimated cost."""
+    rows = []
+    total = 0.0
+    for entry in plan:
+        status = read_ledger(entry.ledger_path).get("status", "new")
+        cost = ""
+        if estimates is not None:
+            estimate = estimates[entry.key]
+            hours = estimate.hours
+            if hours is None:
+                cost = f"{estimate.step_seconds:.2f} s/step (dataset not found: steps unknown)"
+            else:
+                total += hours if status != "finished" else 0.0
+                cost = f"{estimate.step_seconds:.2f} s/step x {estimate.steps} = {hours:.2f} h"
+        config = entry.config
+        rows.append(
+            f"{entry.key:<44} {status:<9} {config.train.epochs:>4} ep  "
+            f"bs {config.train.batch_size:<3} {cost}"
+        )
+    text = "\n".join(rows)
+    if estimates is not None:
+        text += f"\nestimated time of what is left: {total:.2f} h (rough: measured at batch <= 2)"
+    return text
