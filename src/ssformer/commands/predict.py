@@ -1,0 +1,86 @@
+"""``ssformer predict``: binary masks (PNG, original size) and overlays for images, folders, videos.
+
+``ssformer predict --weights W INPUT... [--out DIR] [--size 352] [--overlay]`` or, with the
+config's ``TEST`` section (the reproduction study's ``tools/infer.py``),
+``ssformer predict --cfg F`` (``TEST.MODEL_PATH``, ``TEST.FILE``, ``TEST.IMAGE_SIZE``,
+``TEST.OVERLAY``; output ``SAVE_DIR/test_results``). Results never overwrite files: an output
+folder that already holds files is left alone and ``DIR-2``, ``DIR-3``, ... is used instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ssformer.commands.train import add_config_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images, folders or videos with trained weights",
+        description=(
+            "Write NAME_mask.png (0/255, original size) and NAME_overlay.png per image; "
+            "NAME_mask.mp4 / NAME_overlay.mp4 per video."
+        ),
+    )
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="image/folder/video")
+    parser.add_argument("--weights", type=Path, default=None, help="default: TEST.MODEL_PATH")
+    add_config_arguments(parser, required=False)
+    parser.add_argument("--out", type=Path, default=None, help="output folder")
+    parser.add_argument("--size", type=int, nargs="+", default=None, help="inference size")
+    parser.add_argument(
+        "--overlay", action=argparse.BooleanOptionalAction, default=None, help="write overlays"
+    )
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssformer.errors import ConfigError
+
+    config = None
+    if args.cfg is not None:
+        from ssformer.config import load_config
+
+        config = load_config(args.cfg, args.overrides)
+    inputs = list(args.inputs)
+    if not inputs and config is not None and config.test.file:
+        inputs = [Path(config.test.file)]
+    if not inputs:
+        raise ConfigError("give INPUT files/folders/videos (or --cfg F with TEST.FILE)")
+    weights = args.weights or (
+        Path(config.test.model_path) if config and config.test.model_path else None
+    )
+    if weights is None:
+        raise ConfigError("give --weights PATH (or --cfg F with TEST.MODEL_PATH)")
+    if args.size:
+        size = (args.size[0], args.size[-1])
+    elif config is not None:
+        size = tuple(config.test.image_size)
+    else:
+        size = (352, 352)
+    overlay = args.overlay
+    if overlay is None:
+        overlay = config.test.overlay if config is not None else True
+    out = args.out
+    if out is None:
+        out = (
+            Path(config.save_dir) / "test_results"
+            if config is not None
+            else Path("output/predictions")
+        )
+
+    from ssformer.config import resolve_device
+    from ssformer.engine.evaluate import load_model
+    from ssformer.engine.predict import Predictor, predict_paths
+
+    device = resolve_device(args.device or (config.device if config is not None else "auto"))
+    model = load_model(weights, config)
+    predictor = Predictor(model, size, device)
+    result = predict_paths(predictor, inputs, out, overlay=overlay)
+    print(
+        f"{result.images} image(s), {result.frames} video frame(s) segmented; results in "
+        f"{result.out_dir}"
+    )
+    return 0

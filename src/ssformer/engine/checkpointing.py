@@ -1,0 +1,157 @@
+"""Training state on disk: ``last.pth`` for resuming, random-number-generator state, run lookup.
+
+``last.pth`` (written atomically after every epoch) holds what is needed to continue a run
+exactly, as in nanoGPT: the model, optimiser, scheduler and AMP grad-scaler states, the number of
+finished epochs and optimiser steps, the best validation metric so far, the metrics history, the
+merged config and the random-number-generator states of every rank (Python, NumPy, torch CPU,
+CUDA and the DataLoader's generator), captured at the end of the epoch, i.e. at the start of the
+next one. A run killed in the middle of epoch ``e`` resumes from the end of epoch ``e-1`` and
+replays epoch ``e`` from its start with exactly the random state it first had, so the resumed run
+ends with the same weights as an uninterrupted one (on CPU, and on CUDA up to the determinism of
+its kernels).
+
+Best weights (``best.pth``) are written in the model checkpoint format of
+:mod:`ssformer.models.checkpoints`, which :func:`ssformer.load_weights` reads.
+Every file is loaded with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssformer.errors import CheckpointError
+
+__all__ = [
+    "LAST_NAME",
+    "TRAINING_STATE_FORMAT",
+    "capture_rng_state",
+    "find_resume_run",
+    "load_training_state",
+    "restore_rng_state",
+    "save_training_state",
+    "unwrap_model",
+]
+
+LAST_NAME = "last.pth"
+TRAINING_STATE_FORMAT = "ssformer-training-state-v1"
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Python, NumPy, torch (CPU, CUDA) and DataLoader-generator states as weights-only data."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": [int(v) for v in np_state["state"]["key"]],
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    if generator is not None:
+        state["loader_generator"] = generator.get_state()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator | None = None) -> None:
+    """Put back what :func:`capture_rng_state` captured."""
+    python_state = state["python"]
+    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": np_state["bit_generator"],
+            "state": {"key": np.asarray(np_state["key"], dtype=np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    if generator is not None and "loader_generator" in state:
+        generator.set_state(state["loader_generator"])
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (see the module docstring) to ``path`` atomically."""
+    payload = {"format": TRAINING_STATE_FORMAT, **state}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a ``last.pth`` written by :func:`save_training_state` (weights only, on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST_NAME}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a corrupt or foreign file
+        raise CheckpointError(
+            f"{path} could not be read as a training state ({type(error).__name__}: {error}); "
+            "it may be truncated: resume from an earlier run or start a new one"
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise CheckpointError(
+            f"{path} is not an ssformer training state (no format {TRAINING_STATE_FORMAT!r}); "
+            "to start from weights only, set MODEL.PRETRAINED or use `ssformer val --weights`"
+        )
+    return state
+
+
+def find_resume_run(spec: str, experiment_dir: Path | None) -> Path:
+    """The run folder to resume: ``spec`` is a run folder, a ``last.pth`` or ``last``.
+
+    ``last`` picks the most recently written ``last.pth`` among the run folders of
+    ``experiment_dir`` (``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>``).
+    """
+    if spec == "last":
+        if experiment_dir is None or not experiment_dir.is_dir():
+            raise CheckpointError(
+                f"--resume last: no runs under {experiment_dir}; start a run first or give the "
+                "run folder (--resume SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>/<run>)"
+            )
+        candidates = [p for p in experiment_dir.glob(f"*/{LAST_NAME}") if p.is_file()]
+        if not candidates:
+            raise CheckpointError(
+                f"--resume last: no run under {experiment_dir} has a {LAST_NAME} yet "
+                "(a run writes it at the end of its first epoch)"
+            )
+        return max(candidates, key=lambda p: p.stat().st_mtime).parent
+    path = Path(spec)
+    if path.is_file() and path.name == LAST_NAME:
+        return path.parent
+    if path.is_dir():
+        if not (path / LAST_NAME).is_file():
+            raise CheckpointError(
+                f"--resume {spec}: {path / LAST_NAME} does not exist (the run did not finish "
+                "an epoch); start the run again"
+            )
+        return path
+    raise CheckpointError(f"--resume {spec}: no such run folder or {LAST_NAME} file")

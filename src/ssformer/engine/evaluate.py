@@ -1,0 +1,395 @@
+"""Evaluation: run a model over a dataset and score it under every named metric convention.
+
+For each image the model's polyp probability is taken at the evaluation size (sigmoid of a
+1-channel model; softmax channel 1 of a 2-channel model), optionally averaged over the
+multi-scale + flip test-time augmentation of the reproduction study's framework
+(``EVAL.MSF``: each scale ``s`` resizes the input to ``ceil(s*H/32)*32`` x ``ceil(s*W/32)*32``
+bilinearly with ``align_corners=True``, the logits come back to ``H x W`` the same way, and the
+probabilities of all scales and flips are averaged). Then
+
+- the pooled 2-class metrics (``mIoU_2cls``/``mDice_2cls``, the reproduction study's) get the
+  prediction ``prob > 0.5`` (= argmax) and the GT at the evaluation size, as that study does;
+- every per-image metric (``mDice``, ``Dice@0.5``, ``official_dice``, ...) gets the probability
+  resized bilinearly (``align_corners=False``, as the official ``test.py``) to the original mask
+  size and the original mask, as the SSFormer paper, PraNet and FCBFormer do.
+
+See :data:`ssformer.metrics.METRIC_CONVENTIONS` for what each number means. Used during training
+(``train_one_epoch`` / ``evaluate``, MAE-style) and by ``ssformer val``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ssformer.errors import CheckpointError, ConfigError, DataError
+from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
+
+__all__ = [
+    "TRAINING_METRICS",
+    "EvalOutput",
+    "MSFSettings",
+    "evaluate",
+    "evaluation_sets",
+    "format_metrics_table",
+    "load_model",
+    "polyp_probability",
+    "predict_probability",
+    "run_evaluation",
+    "write_eval_json",
+]
+
+# Metrics computed at every validation during training: cheap ones (no PySODMetrics loops).
+TRAINING_METRICS: tuple[str, ...] = (
+    "Dice@0.5",
+    "IoU@0.5",
+    "mDice",
+    "mIoU",
+    "mDice_2cls",
+    "mIoU_2cls",
+)
+
+
+@dataclass(frozen=True)
+class MSFSettings:
+    """Multi-scale and flip test-time augmentation (``EVAL.MSF``)."""
+
+    enable: bool = False
+    flip: bool = True
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+@dataclass
+class EvalOutput:
+    """Aggregated metrics, per-image scores (``name``, ``Dice@0.5``, ``IoU@0.5``) and count."""
+
+    metrics: dict[str, float]
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    num_images: int = 0
+
+
+def polyp_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Polyp probability [B, h, w] from logits [B, C, h, w]: sigmoid (C = 1) or softmax ch. 1."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)[:, 1]
+
+
+def _forward_probability(
+    model: nn.Module, images: torch.Tensor, size: tuple[int, int], amp_dtype: torch.dtype | None
+) -> torch.Tensor:
+    with torch.autocast(
+        device_type=images.device.type,
+        dtype=amp_dtype or torch.float32,
+        enabled=amp_dtype is not None,
+    ):
+        logits = model(images)
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+    return polyp_probability(logits)
+
+
+@torch.no_grad()
+def predict_probability(
+    model: nn.Module,
+    images: torch.Tensor,
+    msf: MSFSettings | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Polyp probability [B, H, W] for normalised images [B, 3, H, W], with optional MSF."""
+    height, width = images.shape[-2:]
+    if msf is None or not msf.enable:
+        return _forward_probability(model, images, (height, width), amp_dtype)
+    total = torch.zeros(images.shape[0], height, width, device=images.device)
+    count = 0
+    for scale in msf.scales:
+        new_h = math.ceil(int(scale * height) / 32) * 32
+        new_w = math.ceil(int(scale * width) / 32) * 32
+        scaled = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=True)
+        total += _forward_probability(model, scaled, (height, width), amp_dtype)
+        count += 1
+        if msf.flip:
+            flipped = torch.flip(scaled, dims=(3,))
+            with torch.autocast(
+                device_type=images.device.type,
+                dtype=amp_dtype or torch.float32,
+                enabled=amp_dtype is not None,
+            ):
+                logits = model(flipped)
+            logits = torch.flip(logits.float(), dims=(3,))
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=True
+            )
+            total += polyp_probability(logits)
+            count += 1
+    return total / count
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    device: torch.device,
+    *,
+    metrics: Sequence[str] | None = TRAINING_METRICS,
+    msf: MSFSettings | None = None,
+    amp_dtype: torch.dtype | None = None,
+    batch_size: int = 1,
+    workers: int = 0,
+    progress: bool = False,
+    description: str = "eval",
+    channels_last: bool = False,
+) -> EvalOutput:
+    """Score ``model`` on ``dataset`` (a :class:`ssformer.data.datasets.PolypDataset`).
+
+    ``dataset`` items are dicts with ``image`` [3,H,W], ``mask`` [1,H,W] and ``index``; the
+    dataset gives ``original_mask(index)`` and ``names``. ``metrics`` = keys of
+    :data:`ssformer.metrics.METRIC_CONVENTIONS` (``None``: all of them).
+    """
+    was_training = model.training
+    model.eval()
+    wanted = tuple(metrics) if metrics is not None else tuple(METRIC_CONVENTIONS)
+    evaluator = SegmentationEvaluator(wanted)
+    pooled = any(key in ("mIoU_2cls", "mDice_2cls") for key in wanted)
+    per_image_wanted = any(key not in ("mIoU_2cls", "mDice_2cls") for key in wanted)
+    base = dataset  # items carry the index into the innermost dataset of a Subset
+    while isinstance(base, Subset):
+        base = base.dataset
+    names = list(getattr(base, "names", []))
+    per_image: list[dict[str, Any]] = []
+    batches: Iterable[dict[str, Any]] = _loader(dataset, batch_size, workers)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=description, leave=False)
+    try:
+        for batch in batches:
+            images = batch["image"].to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            probs = predict_probability(model, images, msf=msf, amp_dtype=amp_dtype)
+            masks = batch["mask"].to(probs.device)
+            for row, index in enumerate(batch["index"].tolist()):
+                prob = probs[row]
+                if pooled:
+                    evaluator.update_pooled(prob > 0.5, masks[row, 0] > 0.5)
+                if not per_image_wanted:
+                    continue
+                gt = torch.from_numpy(base.original_mask(index)).to(prob.device)
+                full = resize_probability(prob, tuple(gt.shape)).clamp_(0.0, 1.0)
+                evaluator.update(full, gt)
+                binary = full > 0.5
+                inter = int((binary & gt).sum())
+                total = int(binary.sum()) + int(gt.sum())
+                per_image.append(
+                    {
+                        "name": names[index] if index < len(names) else str(index),
+                        "Dice@0.5": 2.0 * inter / total if inter > 0 else 0.0,
+                        "IoU@0.5": inter / (total - inter) if inter > 0 else 0.0,
+                    }
+                )
+    finally:
+        model.train(was_training)
+    num_images = len(per_image) if per_image_wanted else evaluator.num_pooled
+    return EvalOutput(metrics=evaluator.compute(), per_image=per_image, num_images=num_images)
+
+
+def format_metrics_table(results: dict[str, float], title: str = "") -> str:
+    """A plain-text table: metric, value, convention (from ``METRIC_CONVENTIONS``)."""
+    lines = [title] if title else []
+    width = max((len(key) for key in results), default=6)
+    lines.append(f"{'metric'.ljust(width)}  {'value':>9}  convention")
+    lines.append(f"{'-' * width}  {'-' * 9}  {'-' * 10}")
+    for key, value in results.items():
+        convention = METRIC_CONVENTIONS.get(key, "")
+        lines.append(f"{key.ljust(width)}  {value:9.4f}  {convention}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- from a config
+
+
+def load_model(weights: str | Path, config: Config | None = None) -> nn.Module:
+    """The model stored in ``weights``, built from its own metadata (our checkpoints) or from
+    the config's ``MODEL`` section (official SSFormer and reproduction-study files, which
+    :func:`ssformer.load_weights` converts and loads strictly)."""
+    from ssformer.models import build_model
+    from ssformer.models.checkpoints import (
+        FORMAT,
+        load_weights,
+        model_from_checkpoint,
+        read_checkpoint,
+    )
+
+    path = Path(weights)
+    if not path.is_file():
+        raise CheckpointError(
+            f"weights file {path} does not exist; train a model (`ssformer train`), download "
+            "published weights (`ssformer download weights ...`) or pass --weights PATH"
+        )
+    if config is None or read_checkpoint(path).get("format") == FORMAT:
+        return model_from_checkpoint(path)
+    model = build_model(
+        config.model.name, config.model.backbone, num_classes=int(config.model.num_classes or 1)
+    )
+    load_weights(model, path)
+    return model
+
+
+def evaluation_sets(config: Config, split: str) -> dict[str, Any]:
+    """Datasets to score: ``{name: PolypDataset}`` for ``split`` (``test`` or ``val``).
+
+    ``split`` protocol: ``DATASET.ROOT/<split>`` (or ``DATASET.ROOT`` itself when it holds
+    ``images/`` + ``masks/`` directly). ``pranet``: ``test`` = the five PraNet test sets;
+    ``val`` = the part of TrainDataset held out during training.
+    """
+    from ssformer.data.datasets import PRANET_TEST_SETS, PolypDataset
+    from ssformer.data.transforms import build_eval_transform
+
+    if split not in ("test", "val"):
+        raise ConfigError(f"--split {split!r}: choose test or val")
+    root = Path(config.dataset.root)
+    size = tuple(config.eval.image_size)
+    transform = build_eval_transform(size)
+    if not root.is_dir():
+        raise DataError(f"DATASET.ROOT={root} does not exist; download and split the data first")
+    if config.dataset.protocol == "pranet":
+        if split == "test":
+            sets = {
+                name: PolypDataset(root / "TestDataset" / name, size, transform=transform)
+                for name in PRANET_TEST_SETS
+                if (root / "TestDataset" / name).is_dir()
+            }
+            if not sets:
+                raise DataError(f"{root / 'TestDataset'} holds none of {PRANET_TEST_SETS}")
+            return sets
+        full = PolypDataset(root / "TrainDataset", size, transform=transform)
+        order = np.random.default_rng(config.dataset.split.seed).permutation(len(full))
+        n_val = max(1, round(config.dataset.val_fraction * len(full)))
+        return {"val": Subset(full, sorted(order[:n_val].tolist()))}
+    if (root / split).is_dir():
+        return {split: PolypDataset(root / split, size, transform=transform)}
+    if (root / "images").is_dir() or (root / "image").is_dir():
+        return {split: PolypDataset(root, size, transform=transform)}
+    raise DataError(
+        f"DATASET.ROOT={root} has no {split}/ folder (nor images/ + masks/); split the dataset "
+        f"with `ssformer split` and point DATASET.ROOT at its output"
+    )
+
+
+def write_eval_json(
+    path: Path,
+    *,
+    split: str,
+    dataset: str,
+    weights: Path,
+    output: EvalOutput,
+    msf: MSFSettings | None,
+    image_size: Sequence[int],
+) -> Path:
+    """Write one evaluation as JSON (the layout :mod:`ssformer.report.runs` reads), atomically."""
+    payload = {
+        "split": split,
+        "dataset": dataset,
+        "weights": str(weights),
+        "image_size": list(image_size),
+        "msf": bool(msf and msf.enable),
+        "num_images": output.num_images,
+        "metrics": {k: (v if math.isfinite(v) else None) for k, v in output.metrics.items()},
+        "conventions": {k: METRIC_CONVENTIONS[k] for k in output.metrics},
+        "per_image": output.per_image,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def run_evaluation(
+    config: Config,
+    *,
+    weights: str | Path | None = None,
+    split: str = "test",
+    metrics: Sequence[str] | None = None,
+    msf: MSFSettings | None = None,
+    out_dir: Path | None = None,
+    progress: bool = False,
+    echo: Any = print,
+) -> dict[str, EvalOutput]:
+    """``ssformer val``: score the weights on ``split``, print tables, write ``eval_*.json``.
+
+    ``weights`` defaults to ``EVAL.MODEL_PATH``; ``msf`` to ``EVAL.MSF``. The JSON goes to
+    ``out_dir``, else to the weights' run folder when they lie in one (``eval_<split>.json``,
+    ``eval_<split>_<set>.json`` for the PraNet sets, ``_msf`` appended with MSF), else to
+    ``SAVE_DIR/eval/<weights stem>_...``. A previous file of the same name is replaced.
+    """
+    from ssformer.config import resolve_device
+
+    device = resolve_device(config.device)
+    path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
+    model = load_model(path, config).to(device).eval()
+    if msf is None:
+        msf = MSFSettings(
+            enable=config.eval.msf.enable,
+            flip=config.eval.msf.flip,
+            scales=tuple(config.eval.msf.scales),
+        )
+    sets = evaluation_sets(config, split)
+    in_run = (path.parent / "config.yaml").is_file()
+    suffix = "_msf" if msf.enable else ""
+    results: dict[str, EvalOutput] = {}
+    for name, dataset in sets.items():
+        output = evaluate(
+            model, dataset, device, metrics=metrics, msf=msf, progress=progress, description=name
+        )
+        results[name] = output
+        dataset_name = config.dataset.name if name in ("test", "val") else name
+        echo(
+            format_metrics_table(
+                output.metrics,
+                title=f"{dataset_name} {split} ({output.num_images} images), weights {path}"
+                + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
+            )
+        )
+        set_part = "" if name in ("test", "val") else f"_{name}"
+        if out_dir is not None:
+            target = Path(out_dir) / f"eval_{split}{set_part}{suffix}.json"
+        elif in_run:
+            target = path.parent / f"eval_{split}{set_part}{suffix}.json"
+        else:
+            target = Path(config.save_dir) / "eval" / f"{path.stem}_{split}{set_part}{suffix}.json"
+        existed = target.exists()
+        write_eval_json(
+            target,
+            split=split,
+            dataset=dataset_name,
+            weights=path,
+            output=output,
+            msf=msf,
+            image_size=config.eval.image_size,
+        )
+        echo(f"{'replaced' if existed else 'wrote'} {target}")
+    return results

@@ -1,0 +1,266 @@
+"""Inference on images, folders and videos: binary masks at the original size, and overlays.
+
+``ssformer predict --weights W INPUT... [--out DIR] [--size 352] [--overlay]`` and
+``tools/infer.py --cfg F`` (the config's ``TEST`` section) call :func:`predict_paths`.
+
+Each image is resized to ``size x size`` (bilinear), normalised with the ImageNet statistics the
+models are trained with, and its polyp probability (sigmoid of a 1-channel model, softmax channel
+1 of a 2-channel one) is resized back bilinearly to the image's own size and binarised at 0.5.
+Outputs, for an input ``NAME.ext``: ``NAME_mask.png`` (0/255) and, with ``overlay``,
+``NAME_overlay.png`` (the polyp tinted green with its outline). A video ``NAME.mp4`` gives
+``NAME_mask.mp4`` and ``NAME_overlay.mp4`` at the input's frame rate.
+
+Files are written atomically (temporary file + rename). Nothing is ever overwritten: when the
+output folder already exists and is not empty, the results go to a new sibling folder
+``DIR-2``, ``DIR-3``, ... (the folder used is returned and printed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssformer.errors import DataError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "PredictionResult",
+    "Predictor",
+    "collect_inputs",
+    "fresh_output_dir",
+    "overlay_mask",
+    "pipeline_normalisation",
+    "predict_paths",
+]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
+# ImageNet statistics (RGB, 0..1), the normalisation of the official SSFormer training.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+def pipeline_normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std of the data pipeline's transforms, so that predict matches training."""
+    from ssformer.data import transforms
+
+    mean = getattr(transforms, "IMAGENET_MEAN", _MEAN)
+    std = getattr(transforms, "IMAGENET_STD", _STD)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+@dataclass
+class PredictionResult:
+    """Where the outputs went and how many images / frames were segmented."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    images: int = 0
+    frames: int = 0
+
+
+class Predictor:
+    """Wraps a model: RGB uint8 image [H, W, 3] in, polyp probability [H, W] (float32) out."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        size: tuple[int, int],
+        device: torch.device,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        if mean is None or std is None:
+            mean, std = pipeline_normalisation()
+        self.model = model.to(device).eval()
+        self.size = (int(size[0]), int(size[1]))
+        self.device = device
+        self._mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """Polyp probability at the image's own size."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise DataError(f"expected an RGB uint8 image [H, W, 3], got {rgb.dtype} {rgb.shape}")
+        height, width = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        x = (x - self._mean) / self._std
+        logits = self.model(x).float()
+        if logits.shape[1] == 1:
+            prob = torch.sigmoid(logits[:, :1])
+        else:
+            prob = torch.softmax(logits, dim=1)[:, 1:2]
+        prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
+        return prob[0, 0].clamp_(0, 1).cpu().numpy()
+
+    def mask(self, rgb: np.ndarray) -> np.ndarray:
+        """Binary polyp mask (bool [H, W]): probability > 0.5."""
+        return self.probability(rgb) > 0.5
+
+
+def overlay_mask(rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image with the mask tinted green and outlined (RGB uint8)."""
+    out = rgb.astype(np.float32)
+    colour = np.array([0.0, 255.0, 0.0], np.float32)
+    out[mask] = out[mask] * (1 - alpha) + colour * alpha
+    out = out.clip(0, 255).astype(np.uint8)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(min(rgb.shape[:2]) / 200)))
+    return out
+
+
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image and video files from ``inputs`` (files, or folders scanned non-recursively)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and not p.name.startswith(".")
+                and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
+            if not found:
+                raise DataError(f"folder {path} holds no images or videos to segment")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                raise DataError(
+                    f"{path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) nor a "
+                    f"video ({', '.join(sorted(VIDEO_SUFFIXES))})"
+                )
+            files.append(path)
+        else:
+            raise DataError(f"input {path} does not exist")
+    stems: dict[str, Path] = {}
+    for path in files:
+        if path.stem in stems and stems[path.stem] != path:
+            raise DataError(
+                f"inputs {stems[path.stem]} and {path} share the name {path.stem!r}; their "
+                "outputs would collide: predict them into separate output folders"
+            )
+        stems[path.stem] = path
+    return files
+
+
+def fresh_output_dir(out: Path) -> Path:
+    """``out`` if it is missing or empty, else the first missing or empty ``out-N`` (N >= 2)."""
+    candidate, number = out, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = out.with_name(f"{out.name}-{number}")
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    if not cv2.imwrite(str(tmp), array):
+        raise DataError(f"could not write {path}")
+    os.replace(tmp, path)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{path} could not be read as an image (corrupt or unsupported)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _predict_image(predictor: Predictor, path: Path, out_dir: Path, overlay: bool) -> list[Path]:
+    rgb = _read_rgb(path)
+    mask = predictor.mask(rgb)
+    written = [out_dir / f"{path.stem}_mask.png"]
+    _write_png(written[0], mask.astype(np.uint8) * 255)
+    if overlay:
+        written.append(out_dir / f"{path.stem}_overlay.png")
+        _write_png(written[1], cv2.cvtColor(overlay_mask(rgb, mask), cv2.COLOR_RGB2BGR))
+    return written
+
+
+def _predict_video(
+    predictor: Predictor, path: Path, out_dir: Path, overlay: bool
+) -> tuple[list[Path], int]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"{path} could not be opened as a video (corrupt or unsupported codec)")
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and fps > 0 else 25.0
+    targets = [out_dir / f"{path.stem}_mask.mp4"]
+    if overlay:
+        targets.append(out_dir / f"{path.stem}_overlay.mp4")
+    temps = [t.with_name(f".{t.stem}.tmp{os.getpid()}.mp4") for t in targets]
+    writers: list[cv2.VideoWriter] = []
+    frames = 0
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            mask = predictor.mask(rgb)
+            if not writers:
+                height, width = rgb.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                for temp in temps:
+                    writer = cv2.VideoWriter(str(temp), fourcc, fps, (width, height), True)
+                    if not writer.isOpened():
+                        raise DataError(f"could not open a video writer for {temp}")
+                    writers.append(writer)
+            mask_bgr = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=2)
+            writers[0].write(mask_bgr)
+            if overlay:
+                writers[1].write(cv2.cvtColor(overlay_mask(rgb, mask), cv2.COLOR_RGB2BGR))
+            frames += 1
+    finally:
+        capture.release()
+        for writer in writers:
+            writer.release()
+    if frames == 0:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        raise DataError(f"{path} has no readable frames")
+    for temp, target in zip(temps, targets, strict=True):
+        os.replace(temp, target)
+    return targets, frames
+
+
+def predict_paths(
+    predictor: Predictor,
+    inputs: Sequence[str | Path],
+    out: Path,
+    overlay: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> PredictionResult:
+    """Segment every image and video of ``inputs`` into a fresh folder (see the module doc)."""
+    files = collect_inputs(inputs)
+    result = PredictionResult(out_dir=fresh_output_dir(Path(out)))
+    if echo is not None and result.out_dir != Path(out):
+        echo(f"{out} already holds files; writing to {result.out_dir} instead")
+    for path in files:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            written, frames = _predict_video(predictor, path, result.out_dir, overlay)
+            result.frames += frames
+        else:
+            written = _predict_image(predictor, path, result.out_dir, overlay)
+            result.images += 1
+        result.files.extend(written)
+        if echo is not None:
+            echo(f"{path} -> {', '.join(str(p) for p in written)}")
+    return result
