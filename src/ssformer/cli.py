@@ -12,10 +12,36 @@ import sys
 from collections.abc import Sequence
 
 from ssformer import __version__
-from ssformer.commands import bench, info
+from ssformer.commands import (
+    bench,
+    check_data,
+    demo,
+    download,
+    info,
+    predict,
+    report,
+    split,
+    sweep,
+    synth,
+    train,
+    val,
+)
 from ssformer.errors import SSFormerError
 
-COMMAND_MODULES = (info, bench)
+COMMAND_MODULES = (
+    demo,
+    info,
+    bench,
+    download,
+    split,
+    synth,
+    check_data,
+    report,
+    train,
+    val,
+    predict,
+    sweep,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
