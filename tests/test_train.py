@@ -149,8 +149,10 @@ def test_sweep_combination_via_api_and_runs_never_overwrite(
     assert read_checkpoint(compat)["meta"]["run_dir"] == str(second.run_dir)
     kept = sorted(p for p in save.glob("PLDSegFormer_MiT-B0_CVCClinicDB.*.pth"))
     assert len(kept) == 2  # the foreign file and the first run's weights, both renamed aside
-    assert b"an older file that must survive" in [p.read_bytes() for p in kept]
-    assert any(read_checkpoint(p)["meta"].get("run_dir") == str(first.run_dir) for p in kept[1:])
+    foreign = [p for p in kept if p.read_bytes() == b"an older file that must survive"]
+    assert len(foreign) == 1
+    (first_weights,) = set(kept) - set(foreign)  # renamed names sort by time stamp, not by age
+    assert read_checkpoint(first_weights)["meta"].get("run_dir") == str(first.run_dir)
     assert 0.0 <= first.best_metric <= 100.0 and first.best_metric_name == "mIoU_2cls"
 
 

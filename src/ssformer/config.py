@@ -279,8 +279,8 @@ class Config:
 
     @property
     def resolved_log_dir(self) -> Path:
-        """``LOG_DIR``, or ``SAVE_DIR/logs`` when unset."""
-        return Path(self.log_dir) if self.log_dir else Path(self.save_dir) / "logs"
+        """``LOG_DIR``, or ``SAVE_DIR/logs_txt`` when unset (the study's ``output/logs_txt``)."""
+        return Path(self.log_dir) if self.log_dir else Path(self.save_dir) / "logs_txt"
 
     @property
     def architecture(self) -> str:

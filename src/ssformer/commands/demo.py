@@ -12,6 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ssformer.commands.train import add_overrides_argument
+
 DEMO_CONFIG = "demo"
 SYNTHETIC_IMAGES = 200
 SYNTHETIC_SIZE = 176
@@ -29,15 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic data")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override demo config keys, e.g. --set TRAIN.EPOCHS=2",
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     parser.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ssformer.commands.train import add_overrides_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,15 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--cfg", required=True, nargs="+", metavar="FILE", help="config file(s), one per dataset"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys in every run, e.g. --set DEVICE=cpu TRAIN.EPOCHS=1",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[], metavar="S", help="repeat the grid per seed"
     )

@@ -20,6 +20,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
         metavar="FILE",
         help="config file (or a packaged config name such as kvasir-seg)",
     )
+    add_overrides_argument(parser)
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE ...`` (repeatable), collected in ``args.overrides``."""
     parser.add_argument(
         "--set",
         dest="overrides",

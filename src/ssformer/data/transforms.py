@@ -73,9 +73,10 @@ def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch
     """uint8 ``[H,W,3]`` + mask 0..255 ``[H,W]`` -> normalised ``[3,H,W]``, ``[1,H,W]`` in {0,1}."""
     h, w = image.shape[:2]
     image_t = torch.empty((3, h, w), dtype=torch.float32)
-    image_t.copy_(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    # np.require copies only arrays torch cannot share (read-only cache maps, strided views)
+    image_t.copy_(torch.from_numpy(np.require(image, requirements=("C", "W"))).permute(2, 0, 1))
     image_t.mul_(_SCALE_T).sub_(_OFFSET_T)
-    mask_t = torch.from_numpy(np.ascontiguousarray(mask)[None] >= 128).to(torch.float32)
+    mask_t = torch.from_numpy(np.require(mask, requirements=("C", "W"))[None] >= 128).float()
     return image_t, mask_t
 
 

@@ -132,7 +132,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} is corrupt or truncated ({_first_sentence(error)}); delete it "
             "and download again"
         ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as error:
         first = _first_sentence(error)
         size = path.stat().st_size
         raise CheckpointError(

@@ -32,7 +32,7 @@ from ssformer.report.conventions import (
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILES = ("best.pth", "last.pth")
+CHECKPOINT_FILES = ("best.pth",)  # last.pth is a training state, not model weights
 EVAL_GLOB = "eval_*.json"
 TIMESTAMP = re.compile(r"\d{8}-\d{6}(-\d+)?")
 
