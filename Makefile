@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned for reproducible CPU runs; on a machine with its own torch (Colab) use requirements.txt.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint format clean-venv
+.PHONY: venv demo test results lint format clean-venv
 
 venv: $(VENV)/.installed
 
@@ -21,6 +21,13 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# results.png from a CPU sweep on the synthetic data (see README, "Results")
+results: venv
+	test -d data/synthetic/images || $(BIN)/ssformer synth data/synthetic --n 200 --size 176
+	$(BIN)/ssformer split data/synthetic
+	$(BIN)/ssformer sweep --cfg configs/synthetic-grid.yaml --no-progress
+	$(BIN)/ssformer report output/synthetic-grid --out output/synthetic-grid/report --png results.png
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
