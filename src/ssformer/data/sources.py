@@ -42,8 +42,9 @@ def _mit(index: int, drive_id: str) -> WeightSource:
         drive_id=drive_id,
         backbone=f"MiT-B{index}",
         alternative=(
-            f"Hugging Face Hub 'nvidia/mit-b{index}' (the same ImageNet MiT encoder, in the "
-            f"transformers SegFormer layout: https://huggingface.co/nvidia/mit-b{index})"
+            f"Hugging Face Hub 'nvidia/mit-b{index}' (the same ImageNet MiT encoder in the "
+            f"transformers SegFormer key layout, which ssformer does not convert yet: "
+            f"https://huggingface.co/nvidia/mit-b{index})"
         ),
     )
 
@@ -57,7 +58,8 @@ def _pvtv2(index: int, drive_id: str) -> WeightSource:
         backbone=f"PVTv2-B{index}",
         alternative=(
             f"Hugging Face Hub 'timm/pvt_v2_b{index}.in1k' (timm's copy of the ImageNet "
-            f"weights: https://huggingface.co/timm/pvt_v2_b{index}.in1k)"
+            f"weights, a safetensors file in timm's key layout, which ssformer does not read yet: "
+            f"https://huggingface.co/timm/pvt_v2_b{index}.in1k)"
         ),
     )
 
