@@ -27,7 +27,6 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -485,19 +484,12 @@ def save_config(config: Config, path: str | os.PathLike[str]) -> Path:
     """Write the merged config as YAML, atomically (temporary file + ``os.replace``)."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ssformer.fileio import write_text_atomic
+
     text = f"# merged ssformer config (from {config.source})\n" + yaml.safe_dump(
         config.to_dict(), sort_keys=False, default_flow_style=None
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = write_text_atomic(path, text)
     return path
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ssformer.errors import ConfigError
+from ssformer.fileio import write_text_atomic
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -111,10 +112,7 @@ def read_ledger(path: Path) -> dict[str, Any]:
 
 def write_ledger(path: Path, data: dict[str, Any]) -> None:
     """Write a ledger atomically (a killed sweep never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def _run_folders(experiment_dir: Path) -> set[str]:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.errors import DataError
+from ssformer.fileio import write_text_atomic
 
 __all__ = [
     "IMAGE_DIR_NAMES",
@@ -165,10 +166,8 @@ def default_output(root: Path) -> Path:
     return Path(root).resolve()
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_json(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def _plan(root: Path, ratio: Sequence[float], seed: int) -> tuple[Path, Path, dict, dict]:
@@ -228,7 +227,7 @@ def split_dataset(
             f"{parameters}; it was not made by this `ssformer split`: choose another --output"
         )
     output.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(marker, parameters)  # lets an interrupted run resume
+    _write_json(marker, parameters)  # lets an interrupted run resume
 
     result = SplitResult(output=output, files={}, created=True)
     records: dict[str, list[dict[str, str]]] = {}
@@ -264,7 +263,7 @@ def split_dataset(
         "files": result.files,
         "pairs": records,
     }
-    _write_json_atomic(manifest_path, manifest)
+    _write_json(manifest_path, manifest)
     marker.unlink()
     return result
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssformer.errors import CheckpointError, ConfigError, DataError
+from ssformer.fileio import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
 
 if TYPE_CHECKING:
@@ -308,8 +308,10 @@ def write_eval_json(
     output: EvalOutput,
     msf: MSFSettings | None,
     image_size: Sequence[int],
+    epoch: int | None = None,
 ) -> Path:
-    """Write one evaluation as JSON (the layout :mod:`ssformer.report.runs` reads), atomically."""
+    """Write one evaluation as JSON (the layout :mod:`ssformer.report.runs` reads), atomically.
+    ``epoch``: the training epoch of the weights, when known."""
     payload = {
         "split": split,
         "dataset": dataset,
@@ -321,11 +323,9 @@ def write_eval_json(
         "conventions": {k: METRIC_CONVENTIONS[k] for k in output.metrics},
         "per_image": output.per_image,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    if epoch is not None:
+        payload["epoch"] = epoch
+    return write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def run_evaluation(

@@ -39,7 +39,6 @@ then still holds the last good epoch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -73,9 +72,15 @@ from ssformer.engine.distributed import (
     reduce_sum,
     setup_distributed,
 )
-from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, MSFSettings, evaluate
+from ssformer.engine.evaluate import (
+    TRAINING_METRICS,
+    EvalOutput,
+    MSFSettings,
+    evaluate,
+    write_eval_json,
+)
 from ssformer.engine.optim import build_optimizer, build_scheduler_from_config, current_lr
-from ssformer.engine.runlog import NullLogger, RunLogger, write_text_atomic
+from ssformer.engine.runlog import NullLogger, RunLogger
 from ssformer.errors import CheckpointError, ConfigError, DataError, SSFormerError
 from ssformer.losses import build_loss
 from ssformer.models.checkpoints import load_weights, read_checkpoint, save_checkpoint_file
@@ -857,17 +862,16 @@ def _run(
             for name, output in outputs.items():
                 test_results[name] = output.metrics
                 file_name = "eval_test.json" if name == "test" else f"eval_test_{name}.json"
-                payload = {
-                    "split": "test",
-                    "dataset": config.dataset.name if name == "test" else name,
-                    "weights": str(best_path),
-                    "epoch": best_epoch,
-                    "msf": msf.enable,
-                    "num_images": output.num_images,
-                    "metrics": {k: _json_ready(v) for k, v in output.metrics.items()},
-                    "per_image": output.per_image,
-                }
-                write_text_atomic(run_dir / file_name, json.dumps(payload, indent=1) + "\n")
+                write_eval_json(
+                    run_dir / file_name,
+                    split="test",
+                    dataset=config.dataset.name if name == "test" else name,
+                    weights=best_path,
+                    output=output,
+                    msf=msf,
+                    image_size=config.eval.image_size,
+                    epoch=best_epoch,
+                )
                 summary = ", ".join(
                     f"{k} {v:.4f}"
                     for k, v in output.metrics.items()

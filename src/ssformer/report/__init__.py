@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ssformer.fileio import write_text_atomic
 from ssformer.report.conventions import load_published
 from ssformer.report.curves import write_curves_png
 from ssformer.report.model_sizes import size_rows, write_model_sizes
@@ -31,7 +32,6 @@ from ssformer.report.results import (
     results_csv_text,
     section_markdown,
     write_results_png,
-    write_text_atomic,
 )
 from ssformer.report.runs import RunRecord, best_epoch, read_runs
 from ssformer.report.tables import build_sections, compare_runs, unusable_runs

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 from ssformer.report.conventions import CONVENTIONS, METRICS, SOURCE_NAMES
@@ -32,14 +31,6 @@ SOURCE_SHORT: dict[str, str] = {
     "pranet-paper": "PraNet",
 }
 FLAG = "(!)"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def published_label(section: Section) -> str:
