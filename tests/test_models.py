@@ -4,6 +4,7 @@ official key names) and the reproduction study's model-size table."""
 
 from __future__ import annotations
 
+import copy
 import io
 from collections import OrderedDict
 
@@ -50,6 +51,76 @@ def test_any_input_size(name: str) -> None:
     model = build_model(name, "MiT-B0").eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 70, 90)).shape == (1, 1, 70, 90)
+
+
+def _official_pld_forward(head: nn.Module, features: list[torch.Tensor], size: int) -> torch.Tensor:
+    """The official decoder's forward written out literally: resize, concatenate, then each fuse
+    module (conv -> BN -> ReLU) on the concatenation."""
+    import torch.nn.functional as F
+
+    c1, c2, c3, c4 = features
+    hw = c1.shape[-2:]
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+
+    _c4, _c3, _c2 = up(head.linear_c4(c4)), up(head.linear_c3(c3)), up(head.linear_c2(c2))
+    _c1 = head.linear_c1(c1)
+    fused = head.linear_fuse34(torch.cat([_c4, _c3], dim=1))
+    fused = head.linear_fuse2(torch.cat([fused, _c2], dim=1))
+    fused = head.linear_fuse1(torch.cat([fused, _c1], dim=1))
+    logits = head.linear_pred(head.dropout(fused))
+    return F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=True)[
+        ..., :size, :size
+    ]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_pld_without_concatenation_equals_the_official_order(training: bool) -> None:
+    """The decoder computes the fusions part by part, 1x1 convs before the resizes and BN folded
+    in eval; logits, BN running statistics and every gradient equal the literal official order."""
+    torch.manual_seed(0)
+    head = build_model("SSFormer", "MiT-B0", num_classes=2).decode_head
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        for module in head.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    head.dropout.p = 0.0  # random masks cannot be compared; everything else stays as built
+    reference = copy.deepcopy(head)
+    head.train(training)
+    reference.train(training)
+    features = [
+        torch.randn(2, c, 64 // s, 64 // s)
+        for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
+    ]
+    got = head(features, (64, 64))
+    expected = _official_pld_forward(reference, features, 64)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    if training:
+        weights = torch.randn_like(got)
+        (got * weights).sum().backward()
+        (expected * weights).sum().backward()
+        for (name, ours), (_, theirs) in zip(
+            head.named_parameters(), reference.named_parameters(), strict=True
+        ):
+            if theirs.grad is None:  # the unused linear_fuse
+                assert ours.grad is None, name
+                continue
+            scale = float(theirs.grad.abs().max())  # float rounding, relative to the gradient
+            torch.testing.assert_close(
+                ours.grad,
+                theirs.grad,
+                rtol=1e-3,
+                atol=1e-4 * scale,
+                msg=lambda m, n=name: f"{n}: {m}",
+            )
+        for (name, ours), (_, theirs) in zip(
+            head.named_buffers(), reference.named_buffers(), strict=True
+        ):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)
 
 
 # MiT x {PLDSegFormer, SegFormer} are built by test_study_model_size_table below.

@@ -31,7 +31,14 @@ __all__ = [
 
 class ConvBNReLU(nn.Module):
     """1x1 (or kxk) conv without bias, BatchNorm, ReLU; submodule names as mmcv's ConvModule
-    (``conv``, ``bn``, ``activate``) so that checkpoints of both research repos map one to one."""
+    (``conv``, ``bn``, ``activate``) so that checkpoints of both research repos map one to one.
+
+    Besides ``forward`` (the module on one input), a 1x1 ``ConvBNReLU`` applied to a channel
+    concatenation ``cat([x_0, ..., x_{n-1}])`` can be computed part by part without building the
+    concatenation: ``finish(sum(project(x_i, i, n)))``. Because a 1x1 conv and a bilinear
+    resize are both linear and act on different axes, ``project`` may also run *before* a resize
+    (at the lower resolution) with the same result up to float rounding.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1) -> None:
         super().__init__()
@@ -45,6 +52,26 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.bn(self.conv(x)))
+
+    def project(self, x: torch.Tensor, part: int, parts: int) -> torch.Tensor:
+        """The 1x1 conv of channel block ``part`` (of ``parts`` equal blocks) applied to ``x``.
+
+        With BatchNorm in eval mode its scale is folded into the weight and its shift into
+        the bias of part 0, so that :meth:`finish` is a ReLU only.
+        """
+        weight = self.conv.weight.chunk(parts, dim=1)[part]
+        if not self.bn.training and self.bn.running_var is not None:
+            scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
+            weight = weight * scale[:, None, None, None]
+            bias = self.bn.bias - self.bn.running_mean * scale if part == 0 else None
+            return F.conv2d(x, weight, bias)
+        return F.conv2d(x, weight)
+
+    def finish(self, projected: torch.Tensor) -> torch.Tensor:
+        """BatchNorm (training mode; folded in eval) and ReLU of the summed projections."""
+        if self.bn.training or self.bn.running_var is None:
+            projected = self.bn(projected)
+        return self.activate(projected)
 
 
 class LocalEmphasis(nn.Module):
@@ -83,17 +110,28 @@ class ProgressiveLocalityDecoder(nn.Module):
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         c1, c2, c3, c4 = features
         size = c1.shape[-2:]
-        _c4 = F.interpolate(self.linear_c4(c4), size=size, mode="bilinear", align_corners=False)
-        _c3 = F.interpolate(self.linear_c3(c3), size=size, mode="bilinear", align_corners=False)
-        _c2 = F.interpolate(self.linear_c2(c2), size=size, mode="bilinear", align_corners=False)
+        _c4, _c3, _c2 = self.linear_c4(c4), self.linear_c3(c3), self.linear_c2(c2)
         _c1 = self.linear_c1(c1)
-        fused = self.linear_fuse34(torch.cat([_c4, _c3], dim=1))
-        fused = self.linear_fuse2(torch.cat([fused, _c2], dim=1))
-        fused = self.linear_fuse1(torch.cat([fused, _c1], dim=1))
+        # Official: fuse34(cat[up(_c4), up(_c3)]), fuse2(cat[fused, up(_c2)]),
+        # fuse1(cat[fused, _c1]), each fuse a 1x1 conv + BN + ReLU, every up() bilinear to the
+        # size of c1 with align_corners=False. Computed here without the concatenations and with
+        # each 1x1 conv before the resize it commutes with (at 1/64, 1/16 and 1/4 of the pixels):
+        # same values up to float rounding, 2.7 of the 6.1 GFLOPs of the fusions saved at 352 px.
+        fuse34, fuse2, fuse1 = self.linear_fuse34, self.linear_fuse2, self.linear_fuse1
+        fused = fuse34.finish(
+            _resize(fuse34.project(_c4, 0, 2), size) + _resize(fuse34.project(_c3, 1, 2), size)
+        )
+        fused = fuse2.finish(fuse2.project(fused, 0, 2) + _resize(fuse2.project(_c2, 1, 2), size))
+        fused = fuse1.finish(fuse1.project(fused, 0, 2) + fuse1.project(_c1, 1, 2))
         logits = self.linear_pred(self.dropout(fused))
         # Official: UpsamplingBilinear2d(scale_factor=4), i.e. align_corners=True; with an
         # explicit size the result is identical for inputs divisible by 4 and exact otherwise.
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=True)
+
+
+def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize with ``align_corners=False``, as the official decoder's ``resize``."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class StudyPLDHead(nn.Module):
