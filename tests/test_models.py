@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from helpers_models import official_pld_forward
 from torch import nn
 
 from ssformer.errors import ConfigError, SSFormerError
@@ -53,28 +54,6 @@ def test_any_input_size(name: str) -> None:
         assert model(torch.randn(1, 3, 70, 90)).shape == (1, 1, 70, 90)
 
 
-def _official_pld_forward(head: nn.Module, features: list[torch.Tensor], size: int) -> torch.Tensor:
-    """The official decoder's forward written out literally: resize, concatenate, then each fuse
-    module (conv -> BN -> ReLU) on the concatenation."""
-    import torch.nn.functional as F
-
-    c1, c2, c3, c4 = features
-    hw = c1.shape[-2:]
-
-    def up(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-
-    _c4, _c3, _c2 = up(head.linear_c4(c4)), up(head.linear_c3(c3)), up(head.linear_c2(c2))
-    _c1 = head.linear_c1(c1)
-    fused = head.linear_fuse34(torch.cat([_c4, _c3], dim=1))
-    fused = head.linear_fuse2(torch.cat([fused, _c2], dim=1))
-    fused = head.linear_fuse1(torch.cat([fused, _c1], dim=1))
-    logits = head.linear_pred(head.dropout(fused))
-    return F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=True)[
-        ..., :size, :size
-    ]
-
-
 @pytest.mark.parametrize("training", [False, True])
 def test_pld_without_concatenation_equals_the_official_order(training: bool) -> None:
     """The decoder computes the fusions part by part, 1x1 convs before the resizes and BN folded
@@ -97,7 +76,7 @@ def test_pld_without_concatenation_equals_the_official_order(training: bool) -> 
         for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
     ]
     got = head(features, (64, 64))
-    expected = _official_pld_forward(reference, features, 64)
+    expected = official_pld_forward(reference, features, 64)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     if training:
         weights = torch.randn_like(got)

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print parameters, FLOPs and size of a model",
         description=(
             "Build NAME (SSFormer, PLDSegFormer, SegFormer or a preset SSFormer-S/SSFormer-L) "
-            "on BACKBONE and print its parameter count, forward FLOPs at SIZE x SIZE "
+            "on BACKBONE and print its parameter count, the FLOPs its forward executes at SIZE x SIZE "
             "(torch.utils.flop_counter, a multiply-add = 2 FLOPs) and fp32 weight size."
         ),
     )
@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
     flops = count_flops(model, size=args.size)
     print(f"model       {model.name} on {model.backbone_name}, {model.num_classes} class(es)")
     print(f"parameters  {params:,} ({params / 1e6:.2f} M; backbone {backbone_params / 1e6:.2f} M)")
-    print(f"FLOPs       {flops / 1e9:.2f} G at {args.size}x{args.size} (batch 1)")
+    print(f"FLOPs       {flops / 1e9:.2f} G at {args.size}x{args.size} (batch 1, as executed here)")
+    if model.name == "SSFormer":
+        print(
+            "            (the PLD fusions run their 1x1 convs before the resizes: same function, "
+            "fewer FLOPs than the official code's order)"
+        )
     print(f"weights     {state_dict_megabytes(model):.2f} MB (fp32 parameters and buffers)")
     return 0

@@ -1,0 +1,74 @@
+"""Measurement code (``ssformer.benchmark``) and the ``info`` / ``bench`` commands."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers_models import official_pld_forward
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ssformer.benchmark import count_flops, count_parameters, state_dict_megabytes
+from ssformer.cli import main
+from ssformer.models import build_model
+
+
+class _Conv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_flops_count_a_multiply_add_as_two() -> None:
+    assert count_flops(_Conv(), size=16) == 2 * 3 * 8 * 9 * 16 * 16
+    assert count_flops(_Conv(), size=16, batch=3) == 3 * 2 * 3 * 8 * 9 * 16 * 16
+
+
+def test_pld_saves_the_flops_of_the_fusions_it_moves_before_the_resizes() -> None:
+    """Official order: three 1x1 fusions of 2w -> w channels on the c1 grid (N pixels),
+    12 w^2 N FLOPs. Ours: 2 w^2 N (1/64 + 1/16 + 1 + 1/4 + 2), the rest is identical."""
+    torch.manual_seed(0)
+    head = build_model("SSFormer", "MiT-B0").decode_head.eval()
+    features = [
+        torch.randn(1, c, 64 // s, 64 // s)
+        for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
+    ]
+    counts = []
+    for forward in (
+        lambda: official_pld_forward(head, features, 64),
+        lambda: head(features, (64, 64)),
+    ):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            forward()
+        counts.append(counter.get_total_flops())
+    official, ours = counts
+    width, pixels = 256, 16 * 16
+    assert official - ours == 2 * width**2 * pixels * (6 - (1 / 64 + 1 / 16 + 1 + 1 / 4 + 2))
+
+
+def test_info_prints_parameters_flops_and_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "SSFormer", "--backbone", "MiT-B0", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    model = build_model("SSFormer", "MiT-B0")
+    assert f"parameters  {count_parameters(model):,} " in out
+    assert f"FLOPs       {count_flops(model, size=64) / 1e9:.2f} G at 64x64" in out
+    assert f"weights     {state_dict_megabytes(model):.2f} MB" in out
+
+
+def test_bench_prints_a_row_per_mode_and_memory_format(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "SegFormer", "--backbone", "MiT-B0", "--size", "32", "--device", "cpu"]
+    args += ["--warmup", "0", "--repeats", "1", "--no-amp"]
+    assert main(args) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [row for row in rows if row and row[0] in ("inference", "train")]
+    assert [(row[0], row[1], row[2], row[3]) for row in rows] == [
+        ("inference", "1", "fp32", "off"),
+        ("inference", "1", "fp32", "on"),
+        ("train", "2", "fp32", "off"),
+        ("train", "2", "fp32", "on"),
+    ]
+    assert all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows)
