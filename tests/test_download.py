@@ -77,6 +77,8 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # the Hub fallback must never leave this machine: a closed port unless a test serves it
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
 
 
 def run_cli(argv: list[str]) -> int:
@@ -448,6 +450,7 @@ def test_weights_html_page_is_discarded_with_manual_link_and_second_source(
     tmp_path: Path, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_ENDPOINT", server.url(""))  # serves no Hub file: 404
     server.routes["/mit_b0.pth"] = FileRoute(HTML * 50, content_type="application/octet-stream")
     root = tmp_path / "project"
     with pytest.raises(DownloadError) as caught:
@@ -457,7 +460,78 @@ def test_weights_html_page_is_discarded_with_manual_link_and_second_source(
     message = str(caught.value)
     assert "HTML page" in message
     assert sources.WEIGHTS["mit-b0"].url in message and "nvidia/mit-b0" in message
+    assert "second source failed too" in message and "404" in message
     assert _files_under(root / "checkpoints" / "backbones" / "mit") == []
+
+
+def _hub_route(server: LoopbackServer, repo: str, filename: str, body: bytes) -> None:
+    route = FileRoute(body, content_type="application/octet-stream")
+    server.routes[f"/{repo}/resolve/main/{filename}"] = route
+
+
+def test_drive_quota_falls_back_to_the_hub_copy_of_mit(
+    tmp_path: Path, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from helpers_hub import original_to_transformers
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_ENDPOINT", server.url(""))
+    original = mit_b0_original_state_dict()
+    buffer = io.BytesIO()
+    torch.save(original_to_transformers(original), buffer)
+    _hub_route(server, "nvidia/mit-b0", "pytorch_model.bin", buffer.getvalue())
+    server.routes["/mit_b0.pth"] = FileRoute(HTML * 50, content_type="application/octet-stream")
+    root = tmp_path / "project"
+    (final,) = download.download_weights(
+        ["mit-b0"], root, urls={"mit-b0": server.url("/mit_b0.pth")}, quiet=True
+    )
+    assert sorted(p.name for p in final.parent.iterdir()) == ["mit_b0.pth"]
+    saved = torch.load(final, weights_only=True)
+    expected = {k: v for k, v in original.items() if not k.startswith("head.")}
+    assert saved.keys() == expected.keys()  # the original layout, classifier dropped
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+    download.validate_weights(final, sources.WEIGHTS["mit-b0"])
+
+
+def test_hub_copy_of_pvtv2_is_a_timm_safetensors_file(
+    tmp_path: Path, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from safetensors.torch import save
+
+    from ssformer.models.backbones import build_backbone
+    from ssformer.models.checkpoints import export_state_dict
+
+    monkeypatch.setenv("HF_ENDPOINT", server.url(""))
+    source = build_backbone("PVTv2-B1")
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    state["head.weight"] = torch.zeros(1000, 512)
+    _hub_route(server, "timm/pvt_v2_b1.in1k", "model.safetensors", save(state))
+    final = tmp_path / "checkpoints" / "backbones" / "pvtv2" / "pvt_v2_b1.pth"
+    final.parent.mkdir(parents=True)
+    assert download.hf_url(sources.WEIGHTS["pvtv2-b1"]) == server.url(
+        "/timm/pvt_v2_b1.in1k/resolve/main/model.safetensors"
+    )
+    download.fetch_from_hub(sources.WEIGHTS["pvtv2-b1"], final, what="pvtv2-b1", quiet=True)
+    saved = torch.load(final, weights_only=True)
+    expected = export_state_dict(source, "imagenet")
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[k], expected[k]) for k in expected)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["pvt_v2_b1.pth"]
+
+
+def test_hub_file_that_does_not_load_is_deleted_and_reported(
+    tmp_path: Path, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", server.url(""))
+    _hub_route(server, "nvidia/mit-b0", "pytorch_model.bin", HTML)
+    final = tmp_path / "mit_b0.pth"
+    with pytest.raises(
+        DownloadError, match=r"nvidia/mit-b0/resolve/main/pytorch_model\.bin .*HTML"
+    ):
+        download.fetch_from_hub(sources.WEIGHTS["mit-b0"], final, what="mit-b0", quiet=True)
+    assert _files_under(tmp_path) == []
 
 
 def test_html_saved_as_pth_by_an_earlier_run_is_removed_then_replaced(

@@ -6,7 +6,8 @@ Three transports, each resumable where the remote end allows it:
   exponential back-off on connection errors and 5xx answers, refusal of an HTML page served in
   place of an archive;
 - Google Drive through ``gdown`` (:func:`drive_download`), whose quota and permission pages are
-  caught and reported with the manual link and a second source;
+  caught and reported with the manual link; backbone weights then come from their second source
+  on the Hugging Face Hub (:func:`fetch_from_hub`, plain HTTP, converted to the original layout);
 - Kaggle through the ``kaggle`` package (:func:`kaggle_download`), after checking that
   credentials exist (importing ``kaggle`` without them prints help and may exit).
 
@@ -22,6 +23,7 @@ import inspect
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -417,13 +419,28 @@ def fetch_weight(
             os.replace(tmp, final)
             _note(f"{source.name}: saved {final} (downloaded by an earlier run)", quiet)
             return final
+    try:
+        _fetch_from_drive(source, final, url=url or source.url, what=what, quiet=quiet)
+    except DownloadError as drive_error:
+        hub = hf_url(source)
+        if hub is None:
+            raise
+        _note(f"{source.name}: Google Drive failed; trying the second source {hub}", quiet)
+        try:
+            fetch_from_hub(source, final, what=what, quiet=quiet)
+        except (DownloadError, CheckpointError) as hub_error:
+            raise DownloadError(
+                f"{drive_error}\nThe second source failed too: {hub_error}"
+            ) from hub_error
+    _note(f"{source.name}: saved {final}", quiet)
+    return final
+
+
+def _fetch_from_drive(
+    source: sources.WeightSource, final: Path, *, url: str, what: str, quiet: bool
+) -> None:
     tmp = drive_download(
-        url or source.url,
-        final,
-        what=what,
-        manual_url=source.url,
-        alternative=source.alternative,
-        quiet=quiet,
+        url, final, what=what, manual_url=source.url, alternative=source.alternative, quiet=quiet
     )
     try:
         validate_weights(tmp, source)
@@ -434,7 +451,55 @@ def fetch_weight(
             + drive_help(source.url, final, source.alternative)
         ) from error
     os.replace(tmp, final)
-    _note(f"{source.name}: saved {final}", quiet)
+
+
+def hf_url(source: sources.WeightSource, environ: Mapping[str, str] | None = None) -> str | None:
+    """The download link of ``source``'s Hugging Face Hub copy (``None`` if it has none);
+    ``$HF_ENDPOINT`` replaces ``https://huggingface.co``."""
+    if not (source.hf_repo and source.hf_filename):
+        return None
+    env = os.environ if environ is None else environ
+    endpoint = (env.get(sources.HF_ENDPOINT_ENV) or sources.HF_ENDPOINT).rstrip("/")
+    return f"{endpoint}/{source.hf_repo}/resolve/main/{source.hf_filename}"
+
+
+def fetch_from_hub(
+    source: sources.WeightSource, final: Path, *, what: str, quiet: bool = False
+) -> Path:
+    """Download ``source``'s Hugging Face Hub copy, load it strictly into its backbone (which
+    converts the key layout) and write it to ``final`` in the original MiT/PVTv2 layout.
+
+    The download goes to ``<final>.hub`` (resumable ``.part`` while it runs) and is deleted once
+    converted, or when it does not load; ``final`` appears only complete (temp file + rename).
+    """
+    import torch
+
+    from ssformer.models.backbones import build_backbone
+    from ssformer.models.checkpoints import export_state_dict, load_weights
+
+    url = hf_url(source)
+    if url is None:
+        raise DownloadError(f"{what} has no second source on the Hugging Face Hub")
+    raw = final.with_name(final.name + ".hub")
+    http_download(url, raw, expect_zip=False, retries=3, quiet=quiet)
+    backbone = build_backbone(source.backbone)
+    try:
+        load_weights(backbone, raw)
+    except CheckpointError as error:
+        raw.unlink()
+        raise DownloadError(
+            f"The file downloaded from {url} for {what} is not valid and was deleted: {error}"
+        ) from error
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(handle)
+    try:
+        torch.save(export_state_dict(backbone, "imagenet"), tmp_name)
+        os.replace(tmp_name, final)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    raw.unlink()
+    _note(f"{source.name}: converted {source.hf_repo} to the original layout", quiet)
     return final
 
 

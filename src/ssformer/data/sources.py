@@ -2,7 +2,8 @@
 
 Google Drive IDs are those of the SSFormer paper's repository (Wang et al., MICCAI 2022) and of
 the reproduction study's notebook. Drive links die and hit quotas, so every entry carries the
-manual link to open in a browser and, where one exists, a second source on the Hugging Face Hub.
+manual link to open in a browser and, where one exists, a second source on the Hugging Face Hub
+(``hf_repo`` / ``hf_filename``), which the downloader tries when Drive fails.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DRIVE_URL = "https://drive.google.com/uc?id={drive_id}"
+#: The Hugging Face Hub; ``$HF_ENDPOINT`` replaces it (a mirror, as for huggingface_hub).
+HF_ENDPOINT = "https://huggingface.co"
+HF_ENDPOINT_ENV = "HF_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class WeightSource:
     backbone: str
     model: str | None = None
     alternative: str | None = None
+    hf_repo: str | None = None
+    hf_filename: str | None = None
 
     @property
     def url(self) -> str:
@@ -43,9 +49,11 @@ def _mit(index: int, drive_id: str) -> WeightSource:
         backbone=f"MiT-B{index}",
         alternative=(
             f"Hugging Face Hub 'nvidia/mit-b{index}' (the same ImageNet MiT encoder in the "
-            f"transformers SegFormer key layout, which ssformer does not convert yet: "
-            f"https://huggingface.co/nvidia/mit-b{index})"
+            f"transformers SegFormer key layout, converted on download: "
+            f"{HF_ENDPOINT}/nvidia/mit-b{index})"
         ),
+        hf_repo=f"nvidia/mit-b{index}",
+        hf_filename="pytorch_model.bin",
     )
 
 
@@ -58,9 +66,11 @@ def _pvtv2(index: int, drive_id: str) -> WeightSource:
         backbone=f"PVTv2-B{index}",
         alternative=(
             f"Hugging Face Hub 'timm/pvt_v2_b{index}.in1k' (timm's copy of the ImageNet "
-            f"weights, a safetensors file in timm's key layout, which ssformer does not read yet: "
-            f"https://huggingface.co/timm/pvt_v2_b{index}.in1k)"
+            f"weights, a safetensors file in timm's key layout, converted on download: "
+            f"{HF_ENDPOINT}/timm/pvt_v2_b{index}.in1k)"
         ),
+        hf_repo=f"timm/pvt_v2_b{index}.in1k",
+        hf_filename="model.safetensors",
     )
 
 

@@ -4,7 +4,11 @@ Formats (detected from the keys, see DESIGN.md "Checkpoint formats"):
 
 - ``imagenet``: ImageNet MiT ``mit_b*.pth`` / PVTv2 ``pvt_v2_b*.pth`` in the original layout
   (``patch_embed1``, ``block1.0``, ``norm1``, ``mlp.dwconv.dwconv``; ``head.*`` is dropped);
-- ``timm``: a backbone in timm's layout (``patch_embed``, ``stages.0.blocks.0``);
+- ``timm``: a backbone in timm's layout (``patch_embed``, ``stages.0.blocks.0``), e.g. the
+  Hugging Face Hub's ``timm/pvt_v2_b*.in1k`` ``model.safetensors``;
+- ``transformers``: the Hugging Face Hub's ``nvidia/mit-b*`` (``segformer.encoder.*`` of
+  transformers' ``SegformerForImageClassification``, key and value split); converted to the
+  original layout on reading;
 - ``official``: the official SSFormer ``ssformer_S.pth`` / ``ssformer_L.pth``
   (``backbone.<original MiT>`` + ``decode_head.linear_c*/linear_fuse*/linear_pred``);
 - ``study``: the reproduction study's ``SegFormer_*`` / ``PLDSegFormer_*`` files
@@ -12,7 +16,7 @@ Formats (detected from the keys, see DESIGN.md "Checkpoint formats"):
 - ``ssformer``: ours, ``{"format": "ssformer", "model": state_dict, "meta": {...}}``.
 
 Files always go through ``torch.load(path, map_location="cpu", weights_only=True)`` (they come
-from the internet). Every problem becomes a :class:`ssformer.errors.CheckpointError` that names
+from the internet), or ``safetensors`` for safetensors files. Every problem becomes a :class:`ssformer.errors.CheckpointError` that names
 the file, says what is wrong and what to do.
 """
 
@@ -51,6 +55,7 @@ __all__ = [
     "read_checkpoint",
     "read_ssformer_checkpoint",
     "save_checkpoint_file",
+    "transformers_to_original",
     "verify_backbone_file",
     "verify_model_file",
 ]
@@ -92,6 +97,26 @@ def _first_sentence(error: BaseException) -> str:
     return text.split(". ")[0].splitlines()[0] if text else type(error).__name__
 
 
+def _looks_like_safetensors(head: bytes, path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON object."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is a damaged or truncated safetensors file "
+            f"({_first_sentence(error)}); delete it and download again"
+        ) from error
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load ``path`` with ``weights_only=True`` and return the top-level dict.
 
@@ -116,6 +141,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "and download again later, or download it manually in a browser from the Drive link "
             "in the README and put it at this path"
         )
+    if _looks_like_safetensors(head, path):
+        return _read_safetensors(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -192,8 +219,78 @@ def _unwrap_state_dict(payload: Mapping[str, Any], path: Path) -> StateDict:
         )
     keys = list(state)
     if all(key.startswith("module.") for key in keys):  # saved from DataParallel/DDP
-        return {key[len("module.") :]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    if any(key.startswith(_TRANSFORMERS_PREFIXES) for key in state):
+        return transformers_to_original(state, path)
     return dict(state)
+
+
+# transformers' SegformerModel names (see its convert_segformer_original_to_pytorch.py) -> the
+# original MiT names, inside one block; key and value are two Linear layers there, one ``kv``
+# (key rows first) in the original.
+_TRANSFORMERS_PREFIXES = ("segformer.encoder.", "encoder.")
+_TRANSFORMERS_BLOCK_RENAMES = (
+    ("attention.self.query.", "attn.q."),
+    ("attention.self.sr.", "attn.sr."),
+    ("attention.self.layer_norm.", "attn.norm."),
+    ("attention.output.dense.", "attn.proj."),
+    ("layer_norm_1.", "norm1."),
+    ("layer_norm_2.", "norm2."),
+    ("mlp.dense1.", "mlp.fc1."),
+    ("mlp.dense2.", "mlp.fc2."),
+    ("mlp.dwconv.dwconv.", "mlp.dwconv.dwconv."),
+)
+_TRANSFORMERS_PATCH = re.compile(r"^patch_embeddings\.([0-3])\.(proj|layer_norm)\.(weight|bias)$")
+_TRANSFORMERS_BLOCK = re.compile(r"^block\.([0-3])\.(\d+)\.(.+)$")
+_TRANSFORMERS_NORM = re.compile(r"^layer_norm\.([0-3])\.(weight|bias)$")
+_TRANSFORMERS_KV = re.compile(r"^(block\d\.\d+\.)attention\.self\.(key|value)\.(weight|bias)$")
+
+
+def transformers_to_original(state: Mapping[str, torch.Tensor], path: Path | str) -> StateDict:
+    """A MiT encoder in transformers' SegFormer layout -> the original MiT layout.
+
+    The ImageNet ``classifier.*`` becomes ``head.*`` (dropped with a log line when loading into a
+    backbone); keys of a decode head (``decode_head.*``) are refused: only encoders convert.
+    """
+    converted: StateDict = {}
+    pairs: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.startswith("classifier."):
+            converted["head." + key[len("classifier.") :]] = value
+            continue
+        prefix = next((p for p in _TRANSFORMERS_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise CheckpointError(
+                f"checkpoint {path} is in transformers' SegFormer layout but also holds {key!r}; "
+                "only the MiT encoder (nvidia/mit-b*) converts: pass an encoder checkpoint"
+            )
+        rest = key[len(prefix) :]
+        if match := _TRANSFORMERS_PATCH.match(rest):
+            part = "norm" if match[2] == "layer_norm" else "proj"
+            converted[f"patch_embed{int(match[1]) + 1}.{part}.{match[3]}"] = value
+        elif match := _TRANSFORMERS_NORM.match(rest):
+            converted[f"norm{int(match[1]) + 1}.{match[2]}"] = value
+        elif match := _TRANSFORMERS_BLOCK.match(rest):
+            block = f"block{int(match[1]) + 1}.{match[2]}."
+            inner = match[3]
+            if kv := _TRANSFORMERS_KV.match(block + inner):
+                pairs.setdefault((kv[1], kv[3]), {})[kv[2]] = value
+                continue
+            for old, new in _TRANSFORMERS_BLOCK_RENAMES:
+                if inner.startswith(old):
+                    inner = new + inner[len(old) :]
+                    break
+            converted[block + inner] = value
+        else:
+            converted[rest] = value  # unknown: strict loading names it
+    for (block, kind), parts in pairs.items():
+        if set(parts) != {"key", "value"}:
+            raise CheckpointError(
+                f"checkpoint {path} has attention {kind}s of {block} without their "
+                f"{'value' if 'key' in parts else 'key'}; the file is incomplete: download it again"
+            )
+        converted[f"{block}attn.kv.{kind}"] = torch.cat([parts["key"], parts["value"]])
+    return converted
 
 
 # ------------------------------------------------------------------------- describing weights
@@ -480,7 +577,8 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         shown = ", ".join(list(state)[:4])
         raise CheckpointError(
             f"checkpoint {path} is not a supported format (first keys: {shown}); expected ImageNet "
-            "MiT/PVTv2 weights, an official SSFormer, a reproduction-study or an ssformer checkpoint"
+            "MiT/PVTv2 weights (original, timm or transformers layout), an official SSFormer, a "
+            "reproduction-study or an ssformer checkpoint"
         )
     if info["kind"] == "backbone":
         if isinstance(model, SegmentationModel):
