@@ -15,9 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "download",
         help="download published weights or data sets, verified and resumable",
         description=(
-            "Download the published weights (Google Drive, through gdown) or the data sets "
-            "(Kvasir-SEG over HTTP, CVC-ClinicDB from Kaggle, the PraNet benchmark from Google "
-            "Drive). Files already present and valid are kept; nothing is overwritten."
+            "Download the published weights (Google Drive, through gdown; for the ImageNet "
+            "backbones the Hugging Face Hub copy when Drive fails, $HF_ENDPOINT for a mirror) or "
+            "the data sets (Kvasir-SEG over HTTP, CVC-ClinicDB from Kaggle, the PraNet benchmark "
+            "from Google Drive). Files already present and valid are kept; nothing is overwritten."
         ),
     )
     kinds = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
