@@ -18,7 +18,8 @@ Checks (fp32, eval):
    our ``MiT-B2``; the four stage features match.
 
 Then it times SSFormer-S inference (batch 1) and a training step (batch 2) of both, alternating
-runs on the same threads, and prints the ratios official / ours.
+runs on the same threads, and prints the ratios official / ours; ``--compile`` adds our
+inference compiled with ``torch.compile`` (``ssformer val/predict --compile``).
 """
 
 from __future__ import annotations
@@ -214,12 +215,15 @@ def compare_speed(
     size: int = 352,
     channels_last: bool = True,
     channels_last_train: bool = False,
+    compile_inference: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds of official and ours: inference batch 1 and a train step at batch 2.
 
     ``channels_last`` applies to our inference, ``channels_last_train`` to our train step
-    (on CPUs channels-last did not pay for training in our measurements).
+    (on CPUs channels-last did not pay for training in our measurements);
+    ``compile_inference`` adds our inference compiled with ``torch.compile`` (Inductor with
+    freezing; compiled during the warm-up, which is not timed).
     """
     import ssformer
     from ssformer.benchmark import inference_fn, time_interleaved, train_step_fn
@@ -240,15 +244,23 @@ def compare_speed(
     ours_inference = inference_fn(
         ours, batch=1, size=size, device=device, channels_last=channels_last
     )
+    candidates = {"official": official_inference, "ours": ours_inference}
+    if compile_inference:
+        candidates["ours_compiled"] = inference_fn(
+            ssformer.build_model("SSFormer-S", num_classes=1),
+            batch=1,
+            size=size,
+            device=device,
+            channels_last=True,
+            compile=True,
+        )
     timings = time_interleaved(
-        {"official": official_inference, "ours": ours_inference},
-        device=device,
-        warmup=warmup,
-        repeats=repeats,
-        clock=clock,
+        candidates, device=device, warmup=max(warmup, 1), repeats=repeats, clock=clock
     )
     results["inference_official_s"] = timings["official"].median
     results["inference_ours_s"] = timings["ours"].median
+    if compile_inference:
+        results["inference_ours_compiled_s"] = timings["ours_compiled"].median
 
     # Train step: official = its train.py's plain AdamW; ours = fused AdamW (our trainer's).
     # "ours_same_optim" uses the official optimizer too, to show the model's own share.
@@ -294,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-channels-last", action="store_true", help="ours: NCHW inference")
     parser.add_argument("--train-channels-last", action="store_true", help="ours: CL training")
     parser.add_argument(
+        "--compile", action="store_true", help="also time our inference under torch.compile"
+    )
+    parser.add_argument(
         "--clock",
         choices=("wall", "process"),
         default="wall",
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             repeats=args.repeats,
             channels_last=not args.no_channels_last,
             channels_last_train=args.train_channels_last,
+            compile_inference=args.compile,
             clock=time.process_time if args.clock == "process" else time.perf_counter,
         )
         inference_ratio = speed["inference_official_s"] / speed["inference_ours_s"]
@@ -331,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
             f"SSFormer-S inference 352x352 batch 1: official {speed['inference_official_s'] * 1e3:.1f} ms, "
             f"ours {speed['inference_ours_s'] * 1e3:.1f} ms, speed-up x{inference_ratio:.2f} (target 1.5)"
         )
+        if "inference_ours_compiled_s" in speed:
+            compiled_ratio = speed["inference_official_s"] / speed["inference_ours_compiled_s"]
+            print(
+                f"SSFormer-S inference 352x352 batch 1, ours compiled (torch.compile, freezing): "
+                f"{speed['inference_ours_compiled_s'] * 1e3:.1f} ms, speed-up "
+                f"x{compiled_ratio:.2f} (target 1.5)"
+            )
         same_ratio = speed["train_official_s"] / speed["train_ours_same_optim_s"]
         print(
             f"SSFormer-S train step 352x352 batch 2: official {speed['train_official_s'] * 1e3:.1f} ms, "

@@ -57,6 +57,7 @@ class BenchResult:
     channels_last: bool
     batch: int
     timing: Timing
+    compiled: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -152,11 +153,20 @@ def inference_fn(
     device: torch.device,
     amp: bool = False,
     channels_last: bool = False,
+    compile: bool = False,
 ) -> Callable[[], torch.Tensor]:
-    """A closure running one eval forward pass under ``inference_mode`` (model moved, eval)."""
+    """A closure running one eval forward pass under ``inference_mode`` (model moved, eval).
+
+    ``compile``: :func:`ssformer.engine.compiled.compile_for_inference` (compiled on the first
+    call, so warm-up runs must come first).
+    """
     model.to(device).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if compile:
+        from ssformer.engine.compiled import compile_for_inference
+
+        model = compile_for_inference(model, device, channels_last=channels_last)
     x = _example_input(batch, size, device, channels_last)
 
     def run() -> torch.Tensor:
@@ -217,11 +227,20 @@ def measure(
     channels_last: bool = False,
     warmup: int = 3,
     repeats: int = 10,
+    compile: bool = False,
 ) -> BenchResult:
-    """Time inference or one train step of ``model``; returns a :class:`BenchResult`."""
+    """Time inference or one train step of ``model``; returns a :class:`BenchResult`.
+
+    ``compile`` applies to inference only (training is never compiled)."""
     if mode == "inference":
         fn: Callable[[], object] = inference_fn(
-            model, batch=batch, size=size, device=device, amp=amp, channels_last=channels_last
+            model,
+            batch=batch,
+            size=size,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile,
         )
     elif mode == "train":
         fn = train_step_fn(
@@ -232,7 +251,7 @@ def measure(
     timing = time_callable(fn, device=device, warmup=warmup, repeats=repeats)
     precision = str(amp_dtype_for(device)).removeprefix("torch.") if amp else "fp32"
     precision = {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
-    return BenchResult(mode, precision, channels_last, batch, timing)
+    return BenchResult(mode, precision, channels_last, batch, timing, compiled=compile)
 
 
 def count_parameters(model: nn.Module) -> int:

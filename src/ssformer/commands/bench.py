@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--modes", nargs="+", choices=("inference", "train"), default=["inference", "train"]
     )
     parser.add_argument("--no-amp", action="store_true", help="fp32 only")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time inference compiled with torch.compile (channels-last; ~1 min to compile)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,32 +56,38 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda but CUDA is not available; use --device cpu")
     probe = build_model(args.name, args.backbone, num_classes=args.classes)
+    amps = (False,) if args.no_amp else (False, True)
     print(
         f"{probe.name} on {probe.backbone_name}, {args.size}x{args.size}, device {device}, "
         f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
     )
     print(
-        f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'median ms':>10} {'img/s':>8}"
+        f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'compiled':>8} "
+        f"{'median ms':>10} {'img/s':>8}"
     )
     for mode in args.modes:
         batch = args.batch if mode == "inference" else args.train_batch
-        for amp in (False,) if args.no_amp else (False, True):
-            for channels_last in (False, True):
-                model = build_model(args.name, args.backbone, num_classes=args.classes)
-                result = measure(
-                    model,
-                    mode=mode,
-                    batch=batch,
-                    size=args.size,
-                    device=device,
-                    amp=amp,
-                    channels_last=channels_last,
-                    warmup=args.warmup,
-                    repeats=args.repeats,
-                )
-                print(
-                    f"{mode:<10} {batch:>5} {result.precision:>9} {'on' if channels_last else 'off':>9} "
-                    f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f}"
-                )
-                del model
+        variants = [(amp, cl, False) for amp in amps for cl in (False, True)]
+        if args.compile and mode == "inference":
+            variants += [(amp, True, True) for amp in amps]
+        for amp, channels_last, compiled in variants:
+            model = build_model(args.name, args.backbone, num_classes=args.classes)
+            result = measure(
+                model,
+                mode=mode,
+                batch=batch,
+                size=args.size,
+                device=device,
+                amp=amp,
+                channels_last=channels_last,
+                warmup=max(args.warmup, 1) if compiled else args.warmup,
+                repeats=args.repeats,
+                compile=compiled,
+            )
+            print(
+                f"{mode:<10} {batch:>5} {result.precision:>9} "
+                f"{'on' if channels_last else 'off':>9} {'yes' if compiled else 'no':>8} "
+                f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f}"
+            )
+            del model
     return 0

@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overlay", action=argparse.BooleanOptionalAction, default=None, help="write overlays"
     )
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model first (~1 min; pays for many images or video frames)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device or (config.device if config is not None else "auto"))
     model = load_model(weights, config)
-    predictor = Predictor(model, size, device)
+    predictor = Predictor(model, size, device, compile=args.compile)
     result = predict_paths(predictor, inputs, out, overlay=overlay)
     print(
         f"{result.images} image(s), {result.frames} video frame(s) segmented; results in "

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--metrics", nargs="+", default=None, metavar="NAME", help="subset of metrics"
     )
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON file(s)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model first (~1 min; pays for many images of one size)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -58,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         msf=msf,
         out_dir=args.out,
+        compile=args.compile,
     )
     return 0

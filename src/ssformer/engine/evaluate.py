@@ -338,6 +338,7 @@ def run_evaluation(
     out_dir: Path | None = None,
     progress: bool = False,
     echo: Any = print,
+    compile: bool = False,
 ) -> dict[str, EvalOutput]:
     """``ssformer val``: score the weights on ``split``, print tables, write ``eval_*.json``.
 
@@ -345,12 +346,17 @@ def run_evaluation(
     ``out_dir``, else to the weights' run folder when they lie in one (``eval_<split>.json``,
     ``eval_<split>_<set>.json`` for the PraNet sets, ``_msf`` appended with MSF), else to
     ``SAVE_DIR/eval/<weights stem>_...``. A previous file of the same name is replaced.
+    ``compile``: channels-last and ``torch.compile`` (:mod:`ssformer.engine.compiled`).
     """
     from ssformer.config import resolve_device
 
     device = resolve_device(config.device)
     path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
     model = load_model(path, config).to(device).eval()
+    if compile:
+        from ssformer.engine.compiled import compile_for_inference
+
+        model = compile_for_inference(model, device)
     if msf is None:
         msf = MSFSettings(
             enable=config.eval.msf.enable,
@@ -363,7 +369,14 @@ def run_evaluation(
     results: dict[str, EvalOutput] = {}
     for name, dataset in sets.items():
         output = evaluate(
-            model, dataset, device, metrics=metrics, msf=msf, progress=progress, description=name
+            model,
+            dataset,
+            device,
+            metrics=metrics,
+            msf=msf,
+            progress=progress,
+            description=name,
+            channels_last=compile,
         )
         results[name] = output
         dataset_name = config.dataset.name if name in ("test", "val") else name

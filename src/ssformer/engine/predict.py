@@ -78,9 +78,15 @@ class Predictor:
         device: torch.device,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        compile: bool = False,
     ) -> None:
         if mean is None or std is None:
             mean, std = pipeline_normalisation()
+        if compile:
+            from ssformer.engine.compiled import compile_for_inference
+
+            model = compile_for_inference(model, device)
+        self.channels_last = compile
         self.model = model.to(device).eval()
         self.size = (int(size[0]), int(size[1]))
         self.device = device
@@ -97,6 +103,8 @@ class Predictor:
         x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         x = (x - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self.model(x).float()
         if logits.shape[1] == 1:
             prob = torch.sigmoid(logits[:, :1])
