@@ -25,3 +25,25 @@ def official_pld_forward(head: nn.Module, features: list[torch.Tensor], size: in
     return F.interpolate(logits, scale_factor=4, mode="bilinear", align_corners=True)[
         ..., :size, :size
     ]
+
+
+def study_segformer_forward(
+    head: nn.Module, features: list[torch.Tensor], size: int
+) -> torch.Tensor:
+    """The study's SegFormer MLP decoder written out literally: per-level linear layers, resize,
+    concatenation in the order c4, c3, c2, c1, then ``linear_fuse`` (conv -> BN -> ReLU)."""
+    c1, c2, c3, c4 = features
+    hw = c1.shape[-2:]
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+
+    levels = [
+        up(head.linear_c4(c4)),
+        up(head.linear_c3(c3)),
+        up(head.linear_c2(c2)),
+        head.linear_c1(c1),
+    ]
+    fused = head.linear_fuse(torch.cat(levels, dim=1))
+    logits = head.linear_pred(head.dropout(fused))
+    return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)

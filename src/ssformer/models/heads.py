@@ -200,11 +200,16 @@ class SegFormerHead(nn.Module):
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         c1, c2, c3, c4 = features
         size = c1.shape[-2:]
-        levels = [self.linear_c1(c1)]
-        for layer, feature in ((self.linear_c2, c2), (self.linear_c3, c3), (self.linear_c4, c4)):
-            levels.append(
-                F.interpolate(layer(feature), size=size, mode="bilinear", align_corners=False)
-            )
-        fused = self.linear_fuse(torch.cat(levels[::-1], dim=1))  # order c4, c3, c2, c1
+        # Study: linear_fuse(cat[up(l4), up(l3), up(l2), l1]) with l_i = linear_c{i}(c_i). As in
+        # the PLD, computed without the concatenation and with each level's block of the fuse
+        # conv before the resize (same values up to float rounding; at width 768 and 352 px
+        # 24 of the fuse conv's 36.5 GFLOPs are saved).
+        fuse = self.linear_fuse
+        fused = fuse.project(self.linear_c1(c1), 3, 4)
+        for part, (layer, feature) in enumerate(
+            ((self.linear_c4, c4), (self.linear_c3, c3), (self.linear_c2, c2))
+        ):
+            fused = fused.add_(_resize(fuse.project(layer(feature), part, 4), size))
+        fused = fuse.finish(fused)
         logits = self.linear_pred(self.dropout(fused))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
