@@ -47,3 +47,19 @@ def study_segformer_forward(
     fused = head.linear_fuse(torch.cat(levels, dim=1))
     logits = head.linear_pred(head.dropout(fused))
     return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def study_pld_forward(head: nn.Module, features: list[torch.Tensor], size: int) -> torch.Tensor:
+    """The study's PLD variant written out literally: per-level 1x1 conv, nearest resize, the
+    c1+c2 and all-level concatenations through their fuse modules, then the final conv."""
+    hw = features[0].shape[-2:]
+    levels = []
+    for index, (feature, layer) in enumerate(zip(features, head.layers, strict=True)):
+        level = layer(feature)
+        if index > 0:
+            level = F.interpolate(level, size=hw, mode="nearest")
+        levels.append(level)
+    branch_12 = head.conv1(head.conv_fuse_12(torch.cat(levels[:2], dim=1)))
+    branch_all = head.conv2(head.conv_fuse(torch.cat(levels, dim=1)))
+    logits = head.pred(torch.cat([branch_all, branch_12], dim=1))
+    return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)

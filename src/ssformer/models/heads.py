@@ -137,6 +137,11 @@ def _resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def _nearest(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Nearest resize, as the study's ``nn.Upsample(scale_factor=2**i)``."""
+    return F.interpolate(x, size=tuple(size), mode="nearest")
+
+
 class StudyPLDHead(nn.Module):
     """The reproduction study's PLD variant (``semseg/models/heads/pld.py``).
 
@@ -159,14 +164,20 @@ class StudyPLDHead(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         size = features[0].shape[-2:]
-        levels = []
-        for index, (feature, layer) in enumerate(zip(features, self.layers, strict=True)):
-            level = layer(feature)
-            if index > 0:  # the study's Upsample(scale_factor=2**i), default mode "nearest"
-                level = F.interpolate(level, size=size, mode="nearest")
-            levels.append(level)
-        branch_12 = self.conv1(self.conv_fuse_12(torch.cat(levels[:2], dim=1)))
-        branch_all = self.conv2(self.conv_fuse(torch.cat(levels, dim=1)))
+        # Study: levels l_i = up_i(layers[i](c_i)) (its Upsample(scale_factor=2**i), nearest),
+        # conv_fuse_12(cat[l1, l2]) and conv_fuse(cat[l1..l4]). As in the PLD, computed without
+        # the concatenations and with each level's block of the fuse convs before the resize
+        # (nearest resizing commutes with a 1x1 conv exactly).
+        levels = [layer(feature) for feature, layer in zip(features, self.layers, strict=True)]
+        fuse_12, fuse_all = self.conv_fuse_12, self.conv_fuse
+        sum_12 = fuse_12.project(levels[0], 0, 2).add_(
+            _nearest(fuse_12.project(levels[1], 1, 2), size)
+        )
+        sum_all = fuse_all.project(levels[0], 0, 4)
+        for index in (1, 2, 3):
+            sum_all = sum_all.add_(_nearest(fuse_all.project(levels[index], index, 4), size))
+        branch_12 = self.conv1(fuse_12.finish(sum_12))
+        branch_all = self.conv2(fuse_all.finish(sum_all))
         logits = self.pred(torch.cat([branch_all, branch_12], dim=1))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
 
