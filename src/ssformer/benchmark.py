@@ -27,7 +27,6 @@ __all__ = [
     "count_parameters",
     "inference_fn",
     "measure",
-    "pick_device",
     "state_dict_megabytes",
     "time_callable",
     "time_interleaved",
@@ -62,13 +61,6 @@ class BenchResult:
     @property
     def images_per_second(self) -> float:
         return self.batch / self.timing.median
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -160,13 +152,14 @@ def inference_fn(
     ``compile``: :func:`ssformer.engine.compiled.compile_for_inference` (compiled on the first
     call, so warm-up runs must come first).
     """
-    model.to(device).eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     if compile:
         from ssformer.engine.compiled import compile_for_inference
 
         model = compile_for_inference(model, device, channels_last=channels_last)
+    else:
+        model.to(device).eval()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
     x = _example_input(batch, size, device, channels_last)
 
     def run() -> torch.Tensor:

@@ -242,6 +242,7 @@ def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
     linearly to the configured batch) and multiply by the steps of the whole run."""
     from ssformer import benchmark
     from ssformer.config import resolve_device
+    from ssformer.engine.train import autocast_dtype
     from ssformer.models import build_model
 
     config = entry.config
@@ -256,7 +257,8 @@ def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
         batch=measured_batch,
         size=size,
         device=device,
-        amp=config.train.amp,
+        # the precision the run will train in (fp32 on CPUs unless bfloat16 is asked for)
+        amp=autocast_dtype(config, device) is not None,
         channels_last=config.train.channels_last,
         warmup=1,
         repeats=repeats,

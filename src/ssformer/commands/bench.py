@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ssformer.benchmark import measure, pick_device
+    from ssformer.benchmark import measure
+    from ssformer.config import resolve_device
     from ssformer.errors import ConfigError
     from ssformer.models import build_model
 
@@ -49,12 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{option.replace('_', '-')} must be positive")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        device = pick_device(args.device)
-    except RuntimeError as error:
-        raise ConfigError(f"--device {args.device!r} is not a device: {error}") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but CUDA is not available; use --device cpu")
+    device = resolve_device(args.device)
     probe = build_model(args.name, args.backbone, num_classes=args.classes)
     amps = (False,) if args.no_amp else (False, True)
     print(

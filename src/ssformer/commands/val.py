@@ -51,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.engine.evaluate import MSFSettings, run_evaluation
 
-    msf = None
-    if args.msf is not None:
-        msf = MSFSettings(
-            enable=args.msf, flip=config.eval.msf.flip, scales=tuple(config.eval.msf.scales)
-        )
+    msf = MSFSettings.from_config(config, enable=args.msf)
     run_evaluation(
         config,
         weights=args.weights,

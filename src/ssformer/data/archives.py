@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from ssformer.errors import DownloadError
 
 _COPY_CHUNK = 1 << 20
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def describe_head(path: Path, size: int = 64) -> str:
@@ -32,9 +32,11 @@ def describe_head(path: Path, size: int = 64) -> str:
 
 
 def looks_like_html(head: bytes) -> bool:
-    """Whether bytes start like an HTML page (a quota, login or error page)."""
-    text = head.lstrip().lower()
-    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--"))
+    """Whether bytes start like an HTML page (a quota, login or error page); a byte-order mark
+    and leading white space are skipped, and ``<html`` anywhere in them counts."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    starts = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
+    return text.startswith(starts) or b"<html" in text
 
 
 def check_zip(path: Path) -> None:
@@ -46,7 +48,7 @@ def check_zip(path: Path) -> None:
             f"{path} is an HTML page, not a zip archive (the server sent a web page instead of "
             "the file); delete it and download again, or fetch the file by hand."
         )
-    if not head.startswith(_ZIP_MAGIC):
+    if not head.startswith(ZIP_MAGIC):
         raise DownloadError(
             f"{path} is not a zip archive (it starts with {describe_head(path)}); "
             "delete it and download again."
@@ -126,7 +128,7 @@ def extract_members(path: Path, destination: Path) -> None:
     destination = Path(destination)
     with open(path, "rb") as handle:
         head = handle.read(512)
-    if head.startswith(_ZIP_MAGIC) or zipfile.is_zipfile(path):
+    if head.startswith(ZIP_MAGIC) or zipfile.is_zipfile(path):
         check_zip(path)
         with zipfile.ZipFile(path) as archive:
             plan = _zip_plan(archive, path, destination)

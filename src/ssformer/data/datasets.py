@@ -32,7 +32,9 @@ __all__ = [
     "PairTransform",
     "PolypDataset",
     "find_pairs",
+    "holdout_indices",
     "pranet_datasets",
+    "pranet_test_sets",
     "split_datasets",
 ]
 
@@ -216,3 +218,31 @@ def pranet_datasets(
             root / "TestDataset" / name, image_size, transform=eval_transform, cache=cache
         )
     return datasets
+
+
+def pranet_test_sets(
+    root: Path,
+    image_size: int | tuple[int, int],
+    transform: PairTransform | None = None,
+    cache: bool = True,
+) -> dict[str, PolypDataset]:
+    """The PraNet test sets present under ``root/TestDataset`` (at least one), by name."""
+    root = Path(root)
+    sets = {
+        name: PolypDataset(
+            root / "TestDataset" / name, image_size, transform=transform, cache=cache
+        )
+        for name in PRANET_TEST_SETS
+        if (root / "TestDataset" / name).is_dir()
+    }
+    if not sets:
+        raise DataError(f"{root / 'TestDataset'} holds none of the sets {PRANET_TEST_SETS}")
+    return sets
+
+
+def holdout_indices(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """``(held_out, rest)``: a seeded ``fraction`` (at least one) of ``range(count)``, sorted;
+    the PraNet protocol's validation part of TrainDataset."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_held = max(1, round(fraction * count))
+    return sorted(order[:n_held].tolist()), sorted(order[n_held:].tolist())

@@ -23,7 +23,6 @@ import inspect
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ssformer.data import sources
 from ssformer.data.archives import (
+    ZIP_MAGIC,
     extract_members,
     looks_like_html,
     move_into_place,
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 # Small reads: a connection cut mid-read loses the bytes of that read, which resume re-fetches.
 _CHUNK = 1 << 16
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 DATASETS = ("kvasir-seg", "cvc-clinicdb", "pranet")
 
@@ -151,7 +150,7 @@ def _receive(
 
 
 def _refuse_non_zip(first_chunk: bytes, url: str, part: Path) -> None:
-    if first_chunk.startswith(_ZIP_MAGIC):
+    if first_chunk.startswith(ZIP_MAGIC):
         return
     if part.exists() and part.stat().st_size == 0:
         part.unlink()
@@ -350,14 +349,8 @@ def weight_path(source: sources.WeightSource, root: Path | str = ".") -> Path:
 
 
 def validate_weights(path: Path, source: sources.WeightSource) -> None:
-    """Raise :class:`CheckpointError` unless ``path`` loads as ``source``'s state dict."""
-    with open(path, "rb") as handle:
-        head = handle.read(512)
-    if looks_like_html(head):
-        raise CheckpointError(
-            f"{path} is an HTML page (a Google Drive quota, permission or error page), not a "
-            "checkpoint."
-        )
+    """Raise :class:`CheckpointError` unless ``path`` loads as ``source``'s state dict (an HTML
+    page saved in its place is named as such by the checkpoint reader)."""
     from ssformer.models import checkpoints
 
     if source.model is None:
@@ -472,8 +465,7 @@ def fetch_from_hub(
     The download goes to ``<final>.hub`` (resumable ``.part`` while it runs) and is deleted once
     converted, or when it does not load; ``final`` appears only complete (temp file + rename).
     """
-    import torch
-
+    from ssformer.fileio import save_torch_atomic
     from ssformer.models.backbones import build_backbone
     from ssformer.models.checkpoints import export_state_dict, load_weights
 
@@ -490,14 +482,7 @@ def fetch_from_hub(
         raise DownloadError(
             f"The file downloaded from {url} for {what} is not valid and was deleted: {error}"
         ) from error
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(handle)
-    try:
-        torch.save(export_state_dict(backbone, "imagenet"), tmp_name)
-        os.replace(tmp_name, final)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    save_torch_atomic(export_state_dict(backbone, "imagenet"), final)
     raw.unlink()
     _note(f"{source.name}: converted {source.hf_repo} to the original layout", quiet)
     return final

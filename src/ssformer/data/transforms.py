@@ -39,6 +39,7 @@ __all__ = [
     "TrainTransform",
     "build_eval_transform",
     "build_train_transform",
+    "eval_image_tensor",
     "to_tensors",
 ]
 
@@ -57,12 +58,22 @@ def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
 def _resize_to(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
     if image.shape[:2] == size:
         return image, mask
+    return _resize_array(image, size), _resize_array(mask, size)
+
+
+def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
-    interpolation = cv2.INTER_AREA if image.shape[0] > h else cv2.INTER_LINEAR
-    return (
-        cv2.resize(image, (w, h), interpolation=interpolation),
-        cv2.resize(mask, (w, h), interpolation=interpolation),
-    )
+    interpolation = cv2.INTER_AREA if array.shape[0] > h else cv2.INTER_LINEAR
+    return cv2.resize(array, (w, h), interpolation=interpolation)
+
+
+def eval_image_tensor(image: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """An RGB uint8 image ``[H,W,3]`` as the evaluation pipeline feeds it to a model:
+    resized to ``size`` like :class:`EvalTransform` and normalised, ``[3,h,w]`` float32."""
+    size = _as_size(size)
+    if image.shape[:2] != size:
+        image = _resize_array(image, size)
+    return to_tensors(image, np.zeros(image.shape[:2], np.uint8))[0]
 
 
 _SCALE_T = torch.from_numpy(_SCALE)[:, None, None]

@@ -17,7 +17,6 @@ Every file is loaded with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ssformer.errors import CheckpointError
+from ssformer.fileio import save_torch_atomic
 
 __all__ = [
     "LAST_NAME",
@@ -37,22 +36,10 @@ __all__ = [
     "load_training_state",
     "restore_rng_state",
     "save_training_state",
-    "unwrap_model",
 ]
 
 LAST_NAME = "last.pth"
 TRAINING_STATE_FORMAT = "ssformer-training-state-v1"
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside DistributedDataParallel and/or ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -98,11 +85,7 @@ def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator | Non
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (see the module docstring) to ``path`` atomically."""
-    payload = {"format": TRAINING_STATE_FORMAT, **state}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_torch_atomic({"format": TRAINING_STATE_FORMAT, **state}, path)
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
@@ -110,14 +93,16 @@ def load_training_state(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST_NAME}")
+    from ssformer.models.checkpoints import read_checkpoint  # safe load, clear errors
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a corrupt or foreign file
+        state = read_checkpoint(path)
+    except CheckpointError as error:
         raise CheckpointError(
-            f"{path} could not be read as a training state ({type(error).__name__}: {error}); "
-            "it may be truncated: resume from an earlier run or start a new one"
+            f"{path} could not be read as a training state ({error}); resume from an earlier run "
+            "or start a new one"
         ) from error
-    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+    if state.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(
             f"{path} is not an ssformer training state (no format {TRAINING_STATE_FORMAT!r}); "
             "to start from weights only, set MODEL.PRETRAINED or use `ssformer val --weights`"

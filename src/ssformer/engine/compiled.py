@@ -28,14 +28,18 @@ LOG = logging.getLogger(__name__)
 
 class CompiledInference(nn.Module):
     """``model`` compiled for inference; falls back to ``model`` itself if compiling fails.
+    Inputs are made channels-last when the weights are.
 
     The first call compiles (and checks); a failure there is logged once and every later call
     runs ``model`` eagerly. Errors of later calls propagate.
     """
 
-    def __init__(self, model: nn.Module, compiled: Callable[..., Any]) -> None:
+    def __init__(
+        self, model: nn.Module, compiled: Callable[..., Any], channels_last: bool = True
+    ) -> None:
         super().__init__()
         self.model = model
+        self.channels_last = channels_last
         self._compiled: Callable[..., Any] | None = compiled
         self._checked = False
 
@@ -44,13 +48,15 @@ class CompiledInference(nn.Module):
         """Whether calls run the compiled graph (``False`` after a fallback)."""
         return self._compiled is not None
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.channels_last:  # the weights are channels-last: so is every input
+            x = x.contiguous(memory_format=torch.channels_last)
         if self._compiled is None:
-            return self.model(*args, **kwargs)
+            return self.model(x)
         if self._checked:
-            return self._compiled(*args, **kwargs)
+            return self._compiled(x)
         try:
-            result = self._compiled(*args, **kwargs)
+            result = self._compiled(x)
         except Exception as error:  # any compiler failure: run eagerly instead
             LOG.warning(
                 "torch.compile failed (%s: %s); running the model without compiling",
@@ -58,7 +64,7 @@ class CompiledInference(nn.Module):
                 " ".join(str(error).strip().splitlines()[:2]),
             )
             self._compiled = None
-            return self.model(*args, **kwargs)
+            return self.model(x)
         self._checked = True
         return result
 
@@ -80,4 +86,4 @@ def compile_for_inference(
         model = model.to(memory_format=torch.channels_last)
     options = {"freezing": True} if device.type == "cpu" and backend == "inductor" else None
     compiled = torch.compile(model, backend=backend, options=options, dynamic=False)
-    return CompiledInference(model, compiled)
+    return CompiledInference(model, compiled, channels_last=channels_last)

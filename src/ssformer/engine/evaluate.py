@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,6 +70,16 @@ class MSFSettings:
     enable: bool = False
     flip: bool = True
     scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+    @classmethod
+    def from_config(cls, config: Config, enable: bool | None = None) -> MSFSettings:
+        """``EVAL.MSF`` of ``config``; ``enable`` overrides ``EVAL.MSF.ENABLE`` when given."""
+        msf = config.eval.msf
+        return cls(
+            enable=msf.enable if enable is None else enable,
+            flip=msf.flip,
+            scales=tuple(msf.scales),
+        )
 
 
 @dataclass
@@ -124,19 +133,10 @@ def predict_probability(
         scaled = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=True)
         total += _forward_probability(model, scaled, (height, width), amp_dtype)
         count += 1
-        if msf.flip:
+        if msf.flip:  # a flip commutes with the resize and the sigmoid/softmax
             flipped = torch.flip(scaled, dims=(3,))
-            with torch.autocast(
-                device_type=images.device.type,
-                dtype=amp_dtype or torch.float32,
-                enabled=amp_dtype is not None,
-            ):
-                logits = model(flipped)
-            logits = torch.flip(logits.float(), dims=(3,))
-            logits = F.interpolate(
-                logits, size=(height, width), mode="bilinear", align_corners=True
-            )
-            total += polyp_probability(logits)
+            prob = _forward_probability(model, flipped, (height, width), amp_dtype)
+            total += torch.flip(prob, dims=(-1,))
             count += 1
     return total / count
 
@@ -238,8 +238,8 @@ def load_model(weights: str | Path, config: Config | None = None) -> nn.Module:
     from ssformer.models import build_model
     from ssformer.models.checkpoints import (
         FORMAT,
-        load_weights,
-        model_from_checkpoint,
+        load_payload,
+        model_from_payload,
         read_checkpoint,
     )
 
@@ -249,12 +249,13 @@ def load_model(weights: str | Path, config: Config | None = None) -> nn.Module:
             f"weights file {path} does not exist; train a model (`ssformer train`), download "
             "published weights (`ssformer download weights ...`) or pass --weights PATH"
         )
-    if config is None or read_checkpoint(path).get("format") == FORMAT:
-        return model_from_checkpoint(path)
+    payload = read_checkpoint(path)  # read once: checkpoints can be hundreds of MB
+    if config is None or payload.get("format") == FORMAT:
+        return model_from_payload(payload, path)
     model = build_model(
         config.model.name, config.model.backbone, num_classes=int(config.model.num_classes or 1)
     )
-    load_weights(model, path)
+    load_payload(model, payload, path)
     return model
 
 
@@ -265,7 +266,7 @@ def evaluation_sets(config: Config, split: str) -> dict[str, Any]:
     ``images/`` + ``masks/`` directly). ``pranet``: ``test`` = the five PraNet test sets;
     ``val`` = the part of TrainDataset held out during training.
     """
-    from ssformer.data.datasets import PRANET_TEST_SETS, PolypDataset
+    from ssformer.data.datasets import PolypDataset, holdout_indices, pranet_test_sets
     from ssformer.data.transforms import build_eval_transform
 
     if split not in ("test", "val"):
@@ -277,18 +278,12 @@ def evaluation_sets(config: Config, split: str) -> dict[str, Any]:
         raise DataError(f"DATASET.ROOT={root} does not exist; download and split the data first")
     if config.dataset.protocol == "pranet":
         if split == "test":
-            sets = {
-                name: PolypDataset(root / "TestDataset" / name, size, transform=transform)
-                for name in PRANET_TEST_SETS
-                if (root / "TestDataset" / name).is_dir()
-            }
-            if not sets:
-                raise DataError(f"{root / 'TestDataset'} holds none of {PRANET_TEST_SETS}")
-            return sets
+            return pranet_test_sets(root, size, transform=transform)
         full = PolypDataset(root / "TrainDataset", size, transform=transform)
-        order = np.random.default_rng(config.dataset.split.seed).permutation(len(full))
-        n_val = max(1, round(config.dataset.val_fraction * len(full)))
-        return {"val": Subset(full, sorted(order[:n_val].tolist()))}
+        held_out, _ = holdout_indices(
+            len(full), config.dataset.val_fraction, config.dataset.split.seed
+        )
+        return {"val": Subset(full, held_out)}
     if (root / split).is_dir():
         return {split: PolypDataset(root / split, size, transform=transform)}
     if (root / "images").is_dir() or (root / "image").is_dir():
@@ -358,11 +353,7 @@ def run_evaluation(
 
         model = compile_for_inference(model, device)
     if msf is None:
-        msf = MSFSettings(
-            enable=config.eval.msf.enable,
-            flip=config.eval.msf.flip,
-            scales=tuple(config.eval.msf.scales),
-        )
+        msf = MSFSettings.from_config(config)
     sets = evaluation_sets(config, split)
     in_run = (path.parent / "config.yaml").is_file()
     suffix = "_msf" if msf.enable else ""
@@ -376,7 +367,6 @@ def run_evaluation(
             msf=msf,
             progress=progress,
             description=name,
-            channels_last=compile,
         )
         results[name] = output
         dataset_name = config.dataset.name if name in ("test", "val") else name

@@ -25,10 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ssformer.data.layout import IMAGE_SUFFIXES
+from ssformer.data.transforms import eval_image_tensor
+from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
+from ssformer.metrics import resize_probability
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -38,24 +41,11 @@ __all__ = [
     "collect_inputs",
     "fresh_output_dir",
     "overlay_mask",
-    "pipeline_normalisation",
     "predict_paths",
 ]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
-# ImageNet statistics (RGB, 0..1), the normalisation of the official SSFormer training.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
-def pipeline_normalisation() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The mean/std of the data pipeline's transforms, so that predict matches training."""
-    from ssformer.data import transforms
-
-    mean = getattr(transforms, "IMAGENET_MEAN", _MEAN)
-    std = getattr(transforms, "IMAGENET_STD", _STD)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+_INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 @dataclass
@@ -76,42 +66,24 @@ class Predictor:
         model: nn.Module,
         size: tuple[int, int],
         device: torch.device,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
         compile: bool = False,
     ) -> None:
-        if mean is None or std is None:
-            mean, std = pipeline_normalisation()
         if compile:
             from ssformer.engine.compiled import compile_for_inference
 
             model = compile_for_inference(model, device)
-        self.channels_last = compile
         self.model = model.to(device).eval()
         self.size = (int(size[0]), int(size[1]))
         self.device = device
-        self._mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def probability(self, rgb: np.ndarray) -> np.ndarray:
-        """Polyp probability at the image's own size."""
+        """Polyp probability at the image's own size (the input prepared as in evaluation)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise DataError(f"expected an RGB uint8 image [H, W, 3], got {rgb.dtype} {rgb.shape}")
-        height, width = rgb.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
-        x = (x - self._mean) / self._std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.model(x).float()
-        if logits.shape[1] == 1:
-            prob = torch.sigmoid(logits[:, :1])
-        else:
-            prob = torch.softmax(logits, dim=1)[:, 1:2]
-        prob = F.interpolate(prob, size=(height, width), mode="bilinear", align_corners=False)
-        return prob[0, 0].clamp_(0, 1).cpu().numpy()
+        x = eval_image_tensor(rgb, self.size)[None].to(self.device)
+        prob = resize_probability(predict_probability(self.model, x), rgb.shape[:2])
+        return prob[0].clamp_(0, 1).cpu().numpy()
 
     def mask(self, rgb: np.ndarray) -> np.ndarray:
         """Binary polyp mask (bool [H, W]): probability > 0.5."""
@@ -142,13 +114,13 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
                 for p in path.iterdir()
                 if p.is_file()
                 and not p.name.startswith(".")
-                and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+                and p.suffix.lower() in _INPUT_SUFFIXES
             )
             if not found:
                 raise DataError(f"folder {path} holds no images or videos to segment")
             files.extend(found)
         elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+            if path.suffix.lower() not in _INPUT_SUFFIXES:
                 raise DataError(
                     f"{path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) nor a "
                     f"video ({', '.join(sorted(VIDEO_SUFFIXES))})"

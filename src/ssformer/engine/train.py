@@ -22,8 +22,7 @@ on the test split(s) at the end). Also:
 Model selection: every ``TRAIN.EVAL_INTERVAL`` epochs (and after the last) the model is scored on
 the validation split (``split`` protocol) or on the held-out part of the PraNet TrainDataset
 (``pranet``); the best epoch maximises :func:`selection_metric`: ``mIoU_2cls`` for 2-class
-softmax models (the reproduction study's criterion) and ``Dice@0.5`` for 1-class sigmoid models
-(``TRAIN.BEST_METRIC``, when the config has it, overrides). ``TRAIN.SELECT_ON: test`` (only with
+softmax models (the reproduction study's criterion) and ``Dice@0.5`` for 1-class sigmoid models. ``TRAIN.SELECT_ON: test`` (only with
 ``TRAIN.SELECT_BEST_ON_TEST_LEAKS: true``) selects on the test split(s) instead, as the official
 repository did; that leaks test data into model selection.
 
@@ -180,9 +179,6 @@ def autocast_dtype(config: Config, device: torch.device) -> torch.dtype | None:
 
 def selection_metric(config: Config) -> str:
     """The validation metric that picks the best epoch (see the module docstring)."""
-    explicit = getattr(config.train, "best_metric", None)
-    if explicit:
-        return str(explicit)
     return "Dice@0.5" if config.model.num_classes == 1 else "mIoU_2cls"
 
 
@@ -235,20 +231,11 @@ class _Data:
 def _check_data(root: Path) -> None:
     from ssformer.data.check import check_dataset
 
-    report = check_dataset(root)
-    if not report.ok:
-        errors = report.errors
-        problems = "\n  ".join(str(p) for p in errors[:10])
-        more = len(errors) - 10
-        suffix = f"\n  ... and {more} more" if more > 0 else ""
-        raise DataError(
-            f"dataset {root} failed its check; fix it before training (see `ssformer "
-            f"check-data {root}`):\n  {problems}{suffix}"
-        )
+    check_dataset(root).raise_if_broken()
 
 
 def _build_data(config: Config) -> _Data:
-    from ssformer.data.datasets import PRANET_TEST_SETS, PolypDataset
+    from ssformer.data.datasets import PolypDataset, holdout_indices, pranet_test_sets
     from ssformer.data.transforms import build_eval_transform, build_train_transform
 
     root = Path(config.dataset.root)
@@ -279,16 +266,10 @@ def _build_data(config: Config) -> _Data:
     train_root = root / "TrainDataset"
     full_train = PolypDataset(train_root, train_size, transform=train_tf)
     full_eval = PolypDataset(train_root, eval_size, transform=eval_tf)
-    order = np.random.default_rng(config.dataset.split.seed).permutation(len(full_train))
-    n_val = max(1, round(config.dataset.val_fraction * len(full_train)))
-    val_idx, train_idx = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
-    tests = {
-        name: PolypDataset(root / "TestDataset" / name, eval_size, transform=eval_tf)
-        for name in PRANET_TEST_SETS
-        if (root / "TestDataset" / name).is_dir()
-    }
-    if not tests:
-        raise DataError(f"{root / 'TestDataset'} holds none of the sets {PRANET_TEST_SETS}")
+    val_idx, train_idx = holdout_indices(
+        len(full_train), config.dataset.val_fraction, config.dataset.split.seed
+    )
+    tests = pranet_test_sets(root, eval_size, transform=eval_tf)
     select = tests if config.train.select_on == "test" else {"val": Subset(full_eval, val_idx)}
     return _Data(train=Subset(full_train, train_idx), select=select, test=tests)
 
@@ -845,11 +826,7 @@ def _run(
         best_path = run_dir / "best.pth"
         if ctx.is_main and best_path.is_file():
             load_weights(base_model, best_path)
-            msf = MSFSettings(
-                enable=config.eval.msf.enable,
-                flip=config.eval.msf.flip,
-                scales=tuple(config.eval.msf.scales),
-            )
+            msf = MSFSettings.from_config(config)
             outputs = _evaluate_sets(
                 base_model,
                 data.test,

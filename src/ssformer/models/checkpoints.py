@@ -23,10 +23,8 @@ the file, says what is wrong and what to do.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssformer.data.archives import looks_like_html
 from ssformer.errors import CheckpointError, SSFormerError
+from ssformer.fileio import save_torch_atomic
 from ssformer.models import MODELS, SegmentationModel, build_model, canonical_model_name
 from ssformer.models.backbones import (
     VARIANTS,
@@ -50,8 +50,10 @@ __all__ = [
     "FORMAT_VERSION",
     "describe_state_dict",
     "export_state_dict",
+    "load_payload",
     "load_weights",
     "model_from_checkpoint",
+    "model_from_payload",
     "read_checkpoint",
     "read_ssformer_checkpoint",
     "save_checkpoint_file",
@@ -85,11 +87,6 @@ _PUBLISHED = {
 def _sniff(path: Path) -> bytes:
     with path.open("rb") as handle:
         return handle.read(1024)
-
-
-def _looks_like_html(head: bytes) -> bool:
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<!--")) or b"<html" in text
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -134,7 +131,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
     if not head:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); delete it and download again")
-    if _looks_like_html(head):
+    if looks_like_html(head):
         raise CheckpointError(
             f"checkpoint {path} is an HTML page, not a PyTorch checkpoint: a failed download "
             "(e.g. Google Drive's 'quota exceeded' or 'cannot scan for viruses' page). Delete it "
@@ -184,7 +181,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def read_ssformer_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read one of our own checkpoint files (``format == "ssformer"``) and check its structure."""
-    payload = read_checkpoint(path)
+    return _check_own(read_checkpoint(path), path)
+
+
+def _check_own(payload: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``payload`` (read from ``path``) if it is a well-formed ssformer checkpoint."""
     if payload.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not an ssformer checkpoint (no 'format': 'ssformer' entry); "
@@ -238,7 +239,6 @@ _TRANSFORMERS_BLOCK_RENAMES = (
     ("layer_norm_2.", "norm2."),
     ("mlp.dense1.", "mlp.fc1."),
     ("mlp.dense2.", "mlp.fc2."),
-    ("mlp.dwconv.dwconv.", "mlp.dwconv.dwconv."),
 )
 _TRANSFORMERS_PATCH = re.compile(r"^patch_embeddings\.([0-3])\.(proj|layer_norm)\.(weight|bias)$")
 _TRANSFORMERS_BLOCK = re.compile(r"^block\.([0-3])\.(\d+)\.(.+)$")
@@ -567,9 +567,14 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     Raises :class:`CheckpointError` naming the file and the fix when anything does not fit.
     """
     path = Path(path)
-    payload = read_checkpoint(path)
+    load_payload(model, read_checkpoint(path), path)
+
+
+def load_payload(model: nn.Module, payload: dict[str, Any], path: str | Path) -> None:
+    """:func:`load_weights` of a checkpoint already read from ``path`` (no second read)."""
+    path = Path(path)
     if payload.get("format") == FORMAT:
-        _load_own(model, read_ssformer_checkpoint(path), path)
+        _load_own(model, _check_own(payload, path), path)
         return
     state = _unwrap_state_dict(payload, path)
     info = describe_state_dict(state)
@@ -652,16 +657,7 @@ def save_checkpoint_file(
             )
         payload[key] = value
     _check_storable({k: v for k, v in payload.items() if k != "model"}, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return save_torch_atomic(payload, path)
 
 
 # ----------------------------------------------------------------------- building from files
@@ -670,9 +666,14 @@ def save_checkpoint_file(
 def model_from_checkpoint(path: str | Path) -> SegmentationModel:
     """Build the model a checkpoint describes and load it (ours, official or study files)."""
     path = Path(path)
-    payload = read_checkpoint(path)
+    return model_from_payload(read_checkpoint(path), path)
+
+
+def model_from_payload(payload: dict[str, Any], path: str | Path) -> SegmentationModel:
+    """:func:`model_from_checkpoint` of a checkpoint already read from ``path``."""
+    path = Path(path)
     if payload.get("format") == FORMAT:
-        meta = read_ssformer_checkpoint(path)["meta"]
+        meta = _check_own(payload, path)["meta"]
         name, backbone, classes = meta.get("name"), meta.get("backbone"), meta.get("num_classes")
         if name is None or backbone is None or classes is None:
             raise CheckpointError(
@@ -691,7 +692,7 @@ def model_from_checkpoint(path: str | Path) -> SegmentationModel:
         model = build_model(str(name), str(backbone), num_classes=int(classes))
     except SSFormerError as error:
         raise CheckpointError(f"checkpoint {path} describes an unknown model: {error}") from error
-    load_weights(model, path)
+    load_payload(model, payload, path)
     return model
 
 
@@ -708,13 +709,13 @@ def verify_model_file(
     ``num_classes`` defaults to the number of classes stored in the file.
     """
     canonical_model_name(name)
+    payload = read_checkpoint(path)
     if num_classes is None:
-        payload = read_checkpoint(path)
         if payload.get("format") == FORMAT:
-            num_classes = read_ssformer_checkpoint(path)["meta"].get("num_classes")
+            num_classes = _check_own(payload, path)["meta"].get("num_classes")
         else:
             num_classes = describe_state_dict(_unwrap_state_dict(payload, Path(path)))[
                 "num_classes"
             ]
     model = build_model(name, backbone, num_classes=int(num_classes or 1))
-    load_weights(model, path)
+    load_payload(model, payload, path)

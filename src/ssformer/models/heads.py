@@ -59,6 +59,8 @@ class ConvBNReLU(nn.Module):
         With BatchNorm in eval mode its scale is folded into the weight and its shift into
         the bias of part 0, so that :meth:`finish` is a ReLU only.
         """
+        if self.conv.kernel_size != (1, 1):
+            raise ValueError("project() splits a 1x1 conv only")
         weight = self.conv.weight.chunk(parts, dim=1)[part]
         if not self.bn.training and self.bn.running_var is not None:
             scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
@@ -175,7 +177,7 @@ class StudyPLDHead(nn.Module):
         )
         sum_all = fuse_all.project(levels[0], 0, 4)
         for index in (1, 2, 3):
-            sum_all = sum_all.add_(_nearest(fuse_all.project(levels[index], index, 4), size))
+            sum_all.add_(_nearest(fuse_all.project(levels[index], index, 4), size))
         branch_12 = self.conv1(fuse_12.finish(sum_12))
         branch_all = self.conv2(fuse_all.finish(sum_all))
         logits = self.pred(torch.cat([branch_all, branch_12], dim=1))
@@ -220,7 +222,7 @@ class SegFormerHead(nn.Module):
         for part, (layer, feature) in enumerate(
             ((self.linear_c4, c4), (self.linear_c3, c3), (self.linear_c2, c2))
         ):
-            fused = fused.add_(_resize(fuse.project(layer(feature), part, 4), size))
+            fused.add_(_resize(fuse.project(layer(feature), part, 4), size))
         fused = fuse.finish(fused)
         logits = self.linear_pred(self.dropout(fused))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
