@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -125,6 +126,8 @@ def test_seed_config_trains_one_epoch_from_the_cli(split_root: Path, tmp_path: P
     assert (model.name, model.backbone_name, model.num_classes) == ("SegFormer", "MiT-B0", 2)
     compat = save / "SegFormer_MiT-B0_Kvasir.pth"
     assert read_checkpoint(compat)["meta"]["run_dir"] == str(run)
+    assert compat.read_bytes() == (run / "best.pth").read_bytes()  # one file, two places
+    assert re.search(r"\(best \d+\.\d{4} at epoch 1\)", (run / "train.log").read_text())
     report = json.loads((run / "eval_test.json").read_text())
     assert report["split"] == "test" and "mDice" in report["metrics"]
 

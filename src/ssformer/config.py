@@ -520,6 +520,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(text)
 
 
+def resolve_workers(config: Config, device: torch.device, world_size: int = 1) -> int:
+    """Data-loader worker processes: ``TRAIN.WORKERS``, or when null none on a CPU with at
+    most 4 cores (the model needs them; cached data loads fast in the main process), else
+    one fewer than the cores per process, at most 8."""
+    if config.train.workers is not None:
+        return config.train.workers
+    cpus = os.cpu_count() or 1
+    if device.type == "cpu" and cpus <= 4:
+        return 0
+    return max(0, min(8, cpus // world_size - 1))
+
+
 # --------------------------------------------------------------------------- internals
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]

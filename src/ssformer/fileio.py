@@ -1,11 +1,13 @@
 """Atomic file writes: a reader (``tail -f``, a resumed run, a killed process) never sees half a
 file. Every text file the package writes (configs, manifests, ledgers, metrics, reports) goes
-through :func:`write_text_atomic`, every checkpoint through :func:`save_torch_atomic`; other
-writers get a temporary path from :func:`atomic_target`."""
+through :func:`write_text_atomic`, every checkpoint through :func:`save_torch_atomic` (a second
+copy of a file through :func:`copy_file_atomic`); other writers get a temporary path from
+:func:`atomic_target`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,4 +43,11 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
 
     with atomic_target(path) as tmp:
         torch.save(obj, tmp)
+    return Path(path)
+
+
+def copy_file_atomic(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Copy the file ``source`` to ``path`` atomically (bytes only). Returns the path."""
+    with atomic_target(path) as tmp:
+        shutil.copyfile(source, tmp)
     return Path(path)

@@ -97,8 +97,8 @@ class DiceBCELoss(nn.Module):
         prob = torch.sigmoid(x)
         dice = 1.0 - (2.0 * prob * mask + 1.0) / (prob + mask + 1.0)
         per_pixel = bce + dice
-        if bool(valid.all()):
-            return per_pixel.mean()
+        # Masked mean without a data-dependent branch (no host synchronisation on a GPU); with
+        # every pixel valid it is the plain mean.
         return (per_pixel * valid).sum() / valid.sum().clamp_min(1)
 
 

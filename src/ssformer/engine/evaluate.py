@@ -343,7 +343,7 @@ def run_evaluation(
     ``SAVE_DIR/eval/<weights stem>_...``. A previous file of the same name is replaced.
     ``compile``: channels-last and ``torch.compile`` (:mod:`ssformer.engine.compiled`).
     """
-    from ssformer.config import resolve_device
+    from ssformer.config import resolve_device, resolve_workers
 
     device = resolve_device(config.device)
     path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
@@ -367,6 +367,8 @@ def run_evaluation(
             msf=msf,
             progress=progress,
             description=name,
+            batch_size=config.train.batch_size,
+            workers=resolve_workers(config, device),
         )
         results[name] = output
         dataset_name = config.dataset.name if name in ("test", "val") else name

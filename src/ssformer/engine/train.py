@@ -53,7 +53,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from ssformer.config import resolve_device, save_config
+from ssformer.config import resolve_device, resolve_workers, save_config
 from ssformer.engine.checkpointing import (
     LAST_NAME,
     capture_rng_state,
@@ -81,6 +81,7 @@ from ssformer.engine.evaluate import (
 from ssformer.engine.optim import build_optimizer, build_scheduler_from_config, current_lr
 from ssformer.engine.runlog import NullLogger, RunLogger
 from ssformer.errors import CheckpointError, ConfigError, DataError, SSFormerError
+from ssformer.fileio import copy_file_atomic
 from ssformer.losses import build_loss
 from ssformer.models.checkpoints import load_weights, read_checkpoint, save_checkpoint_file
 
@@ -203,15 +204,6 @@ def make_run_dir(parent: Path) -> Path:
 
 def _shared_log_path(config: Config) -> Path:
     return config.resolved_log_dir / f"{config.dataset.name}.log"
-
-
-def _auto_workers(config: Config, device: torch.device, world_size: int) -> int:
-    if config.train.workers is not None:
-        return config.train.workers
-    cpus = os.cpu_count() or 1
-    if device.type == "cpu" and cpus <= 4:
-        return 0  # the model needs the cores; cached data loads fast in the main process
-    return max(0, min(8, cpus // world_size - 1))
 
 
 def _default_progress(ctx: DistContext) -> bool:
@@ -346,7 +338,7 @@ def train_one_epoch(
         bar = tqdm(loader, total=total, desc=f"epoch {epoch}/{epochs}", leave=False)
         iterator = bar
     stall = _stall_point()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    loss_sum = 0.0
     steps = images = 0
     stop_reason = None
     start = time.monotonic()
@@ -363,21 +355,23 @@ def train_one_epoch(
         ):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
 
-        # Every rank learns whether any rank's loss is non-finite, so that all stop together.
+        # The step's one host synchronisation, after the backward pass has been queued (a GPU
+        # is never left waiting for it) and before the optimizer step: every rank learns
+        # whether any rank's loss is non-finite, so that all stop together and no non-finite
+        # gradient reaches the weights; the same read gives the loss for the running mean.
         flags = torch.stack([loss.detach().double(), (~torch.isfinite(loss.detach())).double()])
-        flags = reduce_sum(ctx, flags)
-        if flags[1].item() > 0:
+        loss_total, non_finite = reduce_sum(ctx, flags).tolist()
+        if non_finite > 0:
             if bar is not None:
                 bar.close()
             raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at epoch {epoch}, step {steps + 1}; "
+                f"the training loss became {float(loss)} at epoch {epoch}, step {steps + 1}; "
                 "stopping. last.pth keeps the last good epoch: lower OPTIMIZER.LR, turn "
                 "TRAIN.AMP off, or check the data, then resume or start again"
             )
-
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         if getattr(scheduler, "interval", "epoch") == "step":
@@ -385,14 +379,14 @@ def train_one_epoch(
 
         steps += 1
         images += x.shape[0] * ctx.world_size
-        loss_sum += flags[0] / ctx.world_size
+        loss_sum += loss_total / ctx.world_size
         if bar is not None:
-            bar.set_postfix(loss=f"{float(loss_sum) / steps:.4f}")
+            bar.set_postfix(loss=f"{loss_sum / steps:.4f}", refresh=False)
         elif total and (steps % log_every == 0 or steps == total):
             lr = optimizer.param_groups[0]["lr"]
             rate = images / max(time.monotonic() - start, 1e-9)
             log(
-                f"epoch {epoch}/{epochs} step {steps}/{total} loss {float(loss_sum) / steps:.4f} "
+                f"epoch {epoch}/{epochs} step {steps}/{total} loss {loss_sum / steps:.4f} "
                 f"lr {lr:.3g} {rate:.1f} img/s"
             )
         if stall is not None and stall == (epoch, steps) and stall_dir is not None:
@@ -415,7 +409,7 @@ def train_one_epoch(
             "TRAIN.BATCH_SIZE x the number of processes; lower TRAIN.BATCH_SIZE"
         )
     return EpochStats(
-        loss=float(loss_sum) / steps,
+        loss=loss_sum / steps,
         steps=steps,
         images=images,
         seconds=time.monotonic() - start,
@@ -441,6 +435,8 @@ def _evaluate_sets(
     msf: MSFSettings | None,
     amp_dtype: torch.dtype | None,
     channels_last: bool,
+    batch_size: int,
+    workers: int,
 ) -> dict[str, EvalOutput]:
     return {
         name: evaluate(
@@ -452,6 +448,8 @@ def _evaluate_sets(
             amp_dtype=amp_dtype,
             channels_last=channels_last,
             description=name,
+            batch_size=batch_size,
+            workers=workers,
         )
         for name, dataset in datasets.items()
     }
@@ -597,7 +595,7 @@ def _run(
             shuffle = True
         per_rank = len(data.train) // ctx.world_size
         drop_last = per_rank >= config.train.batch_size
-        workers = _auto_workers(config, device, ctx.world_size)
+        workers = resolve_workers(config, device, ctx.world_size)
         loader = DataLoader(
             data.train,
             batch_size=config.train.batch_size,
@@ -753,6 +751,8 @@ def _run(
                         msf=None,
                         amp_dtype=amp_dtype,
                         channels_last=config.train.channels_last,
+                        batch_size=config.train.batch_size,
+                        workers=workers,
                     )
                     scores = _mean_over_sets(outputs)
                     prefix = "val" if "val" in data.select else "test"
@@ -783,8 +783,8 @@ def _run(
                     "selection_split": "/".join(data.select),
                 }
                 if is_best:
-                    save_checkpoint_file(run_dir / "best.pth", base_model, **meta)
-                    save_checkpoint_file(compat_path, base_model, **meta)
+                    best_file = save_checkpoint_file(run_dir / "best.pth", base_model, **meta)
+                    copy_file_atomic(best_file, compat_path)  # serialised once, copied
                 save_training_state(
                     run_dir / LAST_NAME,
                     {
@@ -812,7 +812,7 @@ def _run(
                     )
                 log(
                     f"epoch {epoch}/{config.train.epochs} done: loss {stats.loss:.4f}, lr "
-                    f"{lr:.3g},{shown} (best {best_metric if best_metric is not None else 'n/a'}"
+                    f"{lr:.3g},{shown} (best {'n/a' if best_metric is None else f'{best_metric:.4f}'}"
                     f" at epoch {best_epoch}), {stats.seconds:.1f} s"
                     + (" [best]" if is_best else "")
                 )
@@ -835,6 +835,8 @@ def _run(
                 msf=msf,
                 amp_dtype=amp_dtype,
                 channels_last=config.train.channels_last,
+                batch_size=config.train.batch_size,
+                workers=workers,
             )
             for name, output in outputs.items():
                 test_results[name] = output.metrics
