@@ -127,7 +127,9 @@ def test_seed_config_trains_one_epoch_from_the_cli(split_root: Path, tmp_path: P
     compat = save / "SegFormer_MiT-B0_Kvasir.pth"
     assert read_checkpoint(compat)["meta"]["run_dir"] == str(run)
     assert compat.read_bytes() == (run / "best.pth").read_bytes()  # one file, two places
-    assert re.search(r"\(best \d+\.\d{4} at epoch 1\)", (run / "train.log").read_text())
+    log_text = (run / "train.log").read_text()
+    assert re.search(r"\(best \d+\.\d{4} at epoch 1\)", log_text)
+    assert re.search(r"run finished in [\d.]+ s: best \S+ \d+\.\d{4} at epoch 1;", log_text)
     report = json.loads((run / "eval_test.json").read_text())
     assert report["split"] == "test" and "mDice" in report["metrics"]
 

@@ -860,7 +860,8 @@ def _run(
         barrier(ctx)
         seconds = time.monotonic() - started
         log(
-            f"run finished in {seconds:.1f} s: best {metric_name} {best_metric} at epoch "
+            f"run finished in {seconds:.1f} s: best {metric_name} "
+            f"{'n/a' if best_metric is None else f'{best_metric:.4f}'} at epoch "
             f"{best_epoch}; weights {best_path} and {compat_path}"
         )
         return RunResult(
