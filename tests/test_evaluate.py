@@ -185,3 +185,20 @@ def test_val_cli_pranet_protocol_scores_every_test_set(tmp_path: Path) -> None:
         assert report["dataset"] == name and report["num_images"] == 2
         assert set(report["metrics"]) >= {"mDice", "Dice@0.5", "mIoU_2cls", "S_alpha"}
     assert "Kvasir test (2 images)" in result.stdout and "CVC-300 test" in result.stdout
+
+
+def test_per_image_rows_hold_each_images_values(discs: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("SSFormer", "MiT-B0", num_classes=1).eval()
+    dataset = PolypDataset(discs / "test", 32, cache=False)
+    output = evaluate(model, dataset, torch.device("cpu"), metrics=None)
+    averaged = ("mDice", "mIoU", "MAE", "official_dice", "official_iou", "Dice@0.5", "IoU@0.5")
+    for key in averaged:
+        rows = [row[key] for row in output.per_image]
+        assert len(rows) == len(dataset)
+        assert sum(rows) / len(rows) == pytest.approx(output.metrics[key], rel=1e-9), key
+    # Asked for one metric: the table holds it alone, the rows still carry Dice@0.5 / IoU@0.5.
+    only = evaluate(model, dataset, torch.device("cpu"), metrics=("mDice",))
+    assert set(only.metrics) == {"mDice"}
+    assert {"name", "mDice", "Dice@0.5", "IoU@0.5"} <= set(only.per_image[0])
+    assert only.metrics["mDice"] == pytest.approx(output.metrics["mDice"], rel=1e-9)

@@ -421,8 +421,11 @@ class SegmentationEvaluator:
             self._wfmeasure = WeightedFmeasure()
 
     @torch.no_grad()
-    def update(self, prob: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> None:
-        """Add one image.
+    def update(
+        self, prob: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor
+    ) -> dict[str, float]:
+        """Add one image; returns its own values of the averaged per-image metrics computed
+        (``mDice``, ``mIoU``, ``MAE``, ``official_*``, ``Dice@0.5``, ``IoU@0.5`` as requested).
 
         Args:
             prob: [h, w] float probabilities in [0, 1] at the original GT size (numpy or torch,
@@ -439,16 +442,16 @@ class SegmentationEvaluator:
                 "prediction to the GT size first (see ssformer.metrics.resize_probability)."
             )
         n_pixels = p.numel()
-        sums = self._sums
+        values: dict[str, float] = {}
 
         if self._need_threshold:
             em_hist, thr_hist, abs_error_sum = binned_histograms(p, gt_pranet, value_range)
             tp, positives, n_gt = _counts_from_hist(thr_hist)
             dice, iou = dice_iou_curves(tp, positives, n_gt)
-            sums["mDice"] += float(dice.mean())
-            sums["mIoU"] += float(iou.mean())
+            values["mDice"] = float(dice.mean())
+            values["mIoU"] = float(iou.mean())
             self._em_curve_sum += emeasure_curve(em_hist[1], em_hist[0], n_gt, n_pixels)
-            sums["MAE"] += abs_error_sum / n_pixels
+            values["MAE"] = abs_error_sum / n_pixels
 
         if self._need_official or self._need_half:
             binary = p > 0.5
@@ -471,11 +474,11 @@ class SegmentationEvaluator:
             hist_off[0, 0] += n_pixels - n_pred - (n_gt_off - tp_ones)
             tp, positives, n_gt = _counts_from_hist(hist_off)
             dice, iou = dice_iou_curves(tp, positives, n_gt)
-            sums["official_dice"] += float(dice.mean())
-            sums["official_iou"] += float(iou.mean())
-        if self._need_half and inter > 0:
-            sums["Dice@0.5"] += 2.0 * inter / (n_pred + n_gt_half)
-            sums["IoU@0.5"] += inter / (n_pred + n_gt_half - inter)
+            values["official_dice"] = float(dice.mean())
+            values["official_iou"] = float(iou.mean())
+        if self._need_half:  # 0 when prediction and GT do not overlap (both empty included)
+            values["Dice@0.5"] = 2.0 * inter / (n_pred + n_gt_half) if inter > 0 else 0.0
+            values["IoU@0.5"] = inter / (n_pred + n_gt_half - inter) if inter > 0 else 0.0
 
         if self._need_pysod:
             norm_np = normalize_minmax(p).cpu().numpy()
@@ -484,7 +487,10 @@ class SegmentationEvaluator:
                 self._smeasure.step(norm_np, gt_np, normalize=False)
             if "Fw_beta" in self.metrics:
                 self._wfmeasure.step(norm_np, gt_np, normalize=False)
+        for key, value in values.items():
+            self._sums[key] += value
         self.num_images += 1
+        return values
 
     @torch.no_grad()
     def update_pooled(

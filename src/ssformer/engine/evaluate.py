@@ -171,9 +171,12 @@ def evaluate(
     was_training = model.training
     model.eval()
     wanted = tuple(metrics) if metrics is not None else tuple(METRIC_CONVENTIONS)
-    evaluator = SegmentationEvaluator(wanted)
     pooled = any(key in ("mIoU_2cls", "mDice_2cls") for key in wanted)
     per_image_wanted = any(key not in ("mIoU_2cls", "mDice_2cls") for key in wanted)
+    # Every per-image row carries Dice@0.5 and IoU@0.5 (the report picks samples by them),
+    # asked for or not; compute() below keeps only what was asked for.
+    per_image_keys = ("Dice@0.5", "IoU@0.5") if per_image_wanted else ()
+    evaluator = SegmentationEvaluator(wanted + tuple(k for k in per_image_keys if k not in wanted))
     base = dataset  # items carry the index into the innermost dataset of a Subset
     while isinstance(base, Subset):
         base = base.dataset
@@ -199,21 +202,14 @@ def evaluate(
                     continue
                 gt = torch.from_numpy(base.original_mask(index)).to(prob.device)
                 full = resize_probability(prob, tuple(gt.shape)).clamp_(0.0, 1.0)
-                evaluator.update(full, gt)
-                binary = full > 0.5
-                inter = int((binary & gt).sum())
-                total = int(binary.sum()) + int(gt.sum())
-                per_image.append(
-                    {
-                        "name": names[index] if index < len(names) else str(index),
-                        "Dice@0.5": 2.0 * inter / total if inter > 0 else 0.0,
-                        "IoU@0.5": inter / (total - inter) if inter > 0 else 0.0,
-                    }
-                )
+                values = evaluator.update(full, gt)
+                name = names[index] if index < len(names) else str(index)
+                per_image.append({"name": name, **values})
     finally:
         model.train(was_training)
     num_images = len(per_image) if per_image_wanted else evaluator.num_pooled
-    return EvalOutput(metrics=evaluator.compute(), per_image=per_image, num_images=num_images)
+    results = {key: value for key, value in evaluator.compute().items() if key in wanted}
+    return EvalOutput(metrics=results, per_image=per_image, num_images=num_images)
 
 
 def format_metrics_table(results: dict[str, float], title: str = "") -> str:
