@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -191,3 +192,16 @@ def test_dataloader_with_workers(synth: Path, tmp_path: Path) -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["index"].tolist() == [0, 1, 2, 3]
+
+
+def test_dataloader_with_spawned_workers(synth: Path, tmp_path: Path) -> None:
+    # spawn (macOS, Windows, Python >= 3.14 on Linux) pickles the dataset and its cache.
+    ds = PolypDataset(_copy(synth, tmp_path / "d"), 32)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, num_workers=1, multiprocessing_context="spawn"
+    )
+    batch = next(iter(loader))
+    assert torch.equal(batch["image"][0], ds[0]["image"])
+    memory = pickle.loads(pickle.dumps(PairCache(None, (24, 24))))
+    pair = (synth / "images" / "synth-0000.jpg", synth / "masks" / "synth-0000.jpg")
+    assert memory.get(*pair)[0].shape == (24, 24, 3)

@@ -126,6 +126,16 @@ class PairCache:
         self.hits = 0
         self.misses = 0
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (data-loader workers started by spawn/forkserver): without the lock."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def get(self, image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
         """The resized pair, from the cache when its entry is current."""
         image_path, mask_path = Path(image_path), Path(mask_path)

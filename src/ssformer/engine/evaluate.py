@@ -84,7 +84,9 @@ class MSFSettings:
 
 @dataclass
 class EvalOutput:
-    """Aggregated metrics, per-image scores (``name``, ``Dice@0.5``, ``IoU@0.5``) and count."""
+    """Aggregated metrics, per-image rows and the image count. A row holds ``name``,
+    ``Dice@0.5``, ``IoU@0.5`` and the image's value of every other averaged per-image metric
+    computed (``mDice``, ``mIoU``, ``MAE``, ``official_dice``, ``official_iou``)."""
 
     metrics: dict[str, float]
     per_image: list[dict[str, Any]] = field(default_factory=list)
@@ -363,7 +365,9 @@ def run_evaluation(
             msf=msf,
             progress=progress,
             description=name,
-            batch_size=config.train.batch_size,
+            # A compiled model is specialised to one input shape: batch 1 gives all images the
+            # same shape (a smaller last batch would compile again).
+            batch_size=1 if compile else config.train.batch_size,
             workers=resolve_workers(config, device),
         )
         results[name] = output

@@ -10,6 +10,10 @@ Optimisers (:func:`build_optimizer`):
 - ``sgd``: the study's: SGD, momentum 0.9, the same groups.
 - ``adamw_official``: the official ``train.py``: one group, every parameter decayed.
 
+Every AdamW runs torch's fused kernel where torch has one (:func:`fused_adamw_available`: CUDA,
+and CPU from torch 2.4): the same update in one kernel per step instead of a loop over
+tensors, and no host synchronisation for GradScaler's overflow check under fp16 AMP.
+
 Schedules (:func:`build_scheduler`); each has ``interval`` = ``"epoch"`` (call ``step()`` once
 after every epoch) or ``"step"`` (after every optimiser step); the LR before the first call is
 the one for epoch/step 0:
@@ -34,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+import torch
 from torch import nn
 from torch.optim import SGD, AdamW, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -71,6 +76,13 @@ def param_groups_no_decay_1d(
     if weight_decay is not None:
         first["weight_decay"] = weight_decay
     return [first, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def fused_adamw_available(device: torch.device) -> bool:
+    """Whether torch has a fused AdamW kernel for ``device`` (CUDA; CPU from torch 2.4)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.torch_version.TorchVersion(torch.__version__) >= "2.4"
 
 
 def build_optimizer(

@@ -78,7 +78,12 @@ from ssformer.engine.evaluate import (
     evaluate,
     write_eval_json,
 )
-from ssformer.engine.optim import build_optimizer, build_scheduler_from_config, current_lr
+from ssformer.engine.optim import (
+    build_optimizer,
+    build_scheduler_from_config,
+    current_lr,
+    fused_adamw_available,
+)
 from ssformer.engine.runlog import NullLogger, RunLogger
 from ssformer.errors import CheckpointError, ConfigError, DataError, SSFormerError
 from ssformer.fileio import copy_file_atomic
@@ -358,8 +363,9 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
 
-        # The step's one host synchronisation, after the backward pass has been queued (a GPU
-        # is never left waiting for it) and before the optimizer step: every rank learns
+        # The step's one host synchronisation (with the fused AdamW; GradScaler adds one for
+        # other optimizers under fp16), after the backward pass has been queued (a GPU is
+        # never left waiting for it) and before the optimizer step: every rank learns
         # whether any rank's loss is non-finite, so that all stop together and no non-finite
         # gradient reaches the weights; the same read gives the loss for the running mean.
         flags = torch.stack([loss.detach().double(), (~torch.isfinite(loss.detach())).double()])
@@ -633,7 +639,11 @@ def _run(
             double_sigmoid=config.train.official_double_sigmoid,
         ).to(device)
         optimizer = build_optimizer(
-            base_model, config.optimizer.name, config.optimizer.lr, config.optimizer.weight_decay
+            base_model,
+            config.optimizer.name,
+            config.optimizer.lr,
+            config.optimizer.weight_decay,
+            fused=fused_adamw_available(device) or None,
         )
         scheduler = build_scheduler_from_config(
             config.scheduler,
