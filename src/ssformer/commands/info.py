@@ -36,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"model       {model.name} on {model.backbone_name}, {model.num_classes} class(es)")
     print(f"parameters  {params:,} ({params / 1e6:.2f} M; backbone {backbone_params / 1e6:.2f} M)")
     print(f"FLOPs       {flops / 1e9:.2f} G at {args.size}x{args.size} (batch 1, as executed here)")
-    if model.name in ("SSFormer", "PLDSegFormer", "SegFormer"):
-        print(
-            "            (the decoder's fusions run their 1x1 convs before the resizes: same "
-            "function, fewer FLOPs than the published code's order)"
-        )
+    print(
+        "            (the decoder's fusions run their 1x1 convs before the resizes: same "
+        "function, fewer FLOPs than the published code's order)"
+    )
     print(f"weights     {state_dict_megabytes(model):.2f} MB (fp32 parameters and buffers)")
     return 0

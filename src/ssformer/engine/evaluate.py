@@ -177,8 +177,8 @@ def evaluate(
     per_image_wanted = any(key not in ("mIoU_2cls", "mDice_2cls") for key in wanted)
     # Every per-image row carries Dice@0.5 and IoU@0.5 (the report picks samples by them),
     # asked for or not; compute() below keeps only what was asked for.
-    per_image_keys = ("Dice@0.5", "IoU@0.5") if per_image_wanted else ()
-    evaluator = SegmentationEvaluator(wanted + tuple(k for k in per_image_keys if k not in wanted))
+    row_keys = ("Dice@0.5", "IoU@0.5") if per_image_wanted else ()
+    evaluator = SegmentationEvaluator(tuple(dict.fromkeys(wanted + row_keys)))
     base = dataset  # items carry the index into the innermost dataset of a Subset
     while isinstance(base, Subset):
         base = base.dataset
@@ -355,6 +355,7 @@ def run_evaluation(
     sets = evaluation_sets(config, split)
     in_run = (path.parent / "config.yaml").is_file()
     suffix = "_msf" if msf.enable else ""
+    workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
     for name, dataset in sets.items():
         output = evaluate(
@@ -368,7 +369,7 @@ def run_evaluation(
             # A compiled model is specialised to one input shape: batch 1 gives all images the
             # same shape (a smaller last batch would compile again).
             batch_size=1 if compile else config.train.batch_size,
-            workers=resolve_workers(config, device),
+            workers=workers,
         )
         results[name] = output
         dataset_name = config.dataset.name if name in ("test", "val") else name

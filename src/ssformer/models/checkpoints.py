@@ -16,8 +16,8 @@ Formats (detected from the keys, see DESIGN.md "Checkpoint formats"):
 - ``ssformer``: ours, ``{"format": "ssformer", "model": state_dict, "meta": {...}}``.
 
 Files always go through ``torch.load(path, map_location="cpu", weights_only=True)`` (they come
-from the internet), or ``safetensors`` for safetensors files. Every problem becomes a :class:`ssformer.errors.CheckpointError` that names
-the file, says what is wrong and what to do.
+from the internet), or ``safetensors`` for safetensors files. Every problem becomes a
+:class:`ssformer.errors.CheckpointError` that names the file, says what is wrong and what to do.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class ConvBNReLU(nn.Module):
         if self.conv.kernel_size != (1, 1):
             raise ValueError("project() splits a 1x1 conv only")
         weight = self.conv.weight.chunk(parts, dim=1)[part]
-        if not self.bn.training and self.bn.running_var is not None:
+        if self._bn_folded:
             scale = self.bn.weight * torch.rsqrt(self.bn.running_var + self.bn.eps)
             weight = weight * scale[:, None, None, None]
             bias = self.bn.bias - self.bn.running_mean * scale if part == 0 else None
@@ -71,9 +71,14 @@ class ConvBNReLU(nn.Module):
 
     def finish(self, projected: torch.Tensor) -> torch.Tensor:
         """BatchNorm (training mode; folded in eval) and ReLU of the summed projections."""
-        if self.bn.training or self.bn.running_var is None:
+        if not self._bn_folded:
             projected = self.bn(projected)
         return self.activate(projected)
+
+    @property
+    def _bn_folded(self) -> bool:
+        """BatchNorm uses its running statistics (eval mode): :meth:`project` folds it."""
+        return not self.bn.training and self.bn.running_var is not None
 
 
 class LocalEmphasis(nn.Module):
