@@ -186,7 +186,7 @@ def check_model_equivalence(
 
 def check_backbone_equivalence(repo: Path, workdir: Path, *, size: int = 224) -> float:
     """Max |feature diff| of official ``mit_b2`` vs our ``MiT-B2`` from an ImageNet-layout file."""
-    from ssformer.models.backbones import build_backbone
+    from ssformer.models import build_backbone
 
     cls = import_official(repo, "SSFormer-S")
     official = sys.modules[cls.__module__].mit_b2().eval()

@@ -14,19 +14,12 @@ from torch import nn
 
 import ssformer
 from ssformer.errors import CheckpointError
-from ssformer.models import SegmentationModel, build_model
-from ssformer.models.backbones import build_backbone, original_to_ours, ours_to_original
-from ssformer.models.checkpoints import (
-    FORMAT,
-    describe_state_dict,
-    export_state_dict,
-    load_weights,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint_file,
-    verify_backbone_file,
-    verify_model_file,
-)
+from ssformer.io.checkpoint_file import read_checkpoint
+from ssformer.models import SegmentationModel, build_backbone, build_model
+from ssformer.models.backbones import original_to_ours, ours_to_original
+from ssformer.models.factories import model_from_checkpoint, verify_backbone_file, verify_model_file
+from ssformer.models.layouts import describe_state_dict, export_state_dict
+from ssformer.models.loading import FORMAT, load_weights, save_checkpoint_file
 
 
 def _randomized(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -10,20 +10,19 @@ from pathlib import Path
 import pytest
 
 from ssformer.config import (
-    BACKBONES,
-    MODEL_NAMES,
-    Config,
     apply_overrides,
+    build_config,
     expand_sweep,
     load_config,
     load_configs,
     packaged_configs,
     read_raw,
     resolve_config_path,
-    resolve_device,
     save_config,
 )
+from ssformer.engine.runtime import resolve_device
 from ssformer.errors import ConfigError
+from ssformer.registry import BACKBONES, MODEL_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -237,7 +236,7 @@ def test_save_config_round_trips(tmp_path: Path) -> None:
     assert out.is_file() and not list(out.parent.glob("*.tmp"))
     again = load_config(out)
     assert again == c
-    assert Config.from_dict(read_raw(out)) == c
+    assert build_config(read_raw(out), str(out)) == c
     assert "EPOCHS: 3" in out.read_text()
 
 

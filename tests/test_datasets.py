@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from ssformer.config import Config, load_config
 from ssformer.data.cache import PairCache
-from ssformer.data.datasets import PolypDataset, pranet_datasets, split_datasets
+from ssformer.data.datasets import PolypDataset
+from ssformer.data.protocols import build_datasets
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
 from ssformer.data.transforms import (
@@ -122,20 +124,39 @@ def test_pairs_by_stem_and_names_unpaired_files(synth: Path, tmp_path: Path) -> 
         PolypDataset(tmp_path / "no_masks", 32)
 
 
+def _config(root: Path, protocol: str) -> Config:
+    return load_config(
+        "demo",
+        [
+            f"DATASET.ROOT={root}",
+            f"DATASET.PROTOCOL={protocol}",
+            "DATASET.VAL_FRACTION=0.2",
+            "TRAIN.IMAGE_SIZE=[32,32]",
+            "EVAL.IMAGE_SIZE=[32,32]",
+        ],
+    )
+
+
 def test_split_and_pranet_layouts(synth: Path, tmp_path: Path) -> None:
     split_dataset(synth, tmp_path / "split", ratio=(0.6, 0.2, 0.2), seed=1)
-    sets = split_datasets(tmp_path / "split", 32, train_transform=build_train_transform(32))
-    assert [len(sets[s]) for s in ("train", "val", "test")] == [6, 2, 2]
-    assert sets["train"][0]["image"].shape == (3, 32, 32)
+    sets = build_datasets(_config(tmp_path / "split", "split"))
+    assert [len(sets.train), len(sets.val["val"]), len(sets.test["test"])] == [6, 2, 2]
+    assert sets.train[0]["image"].shape == (3, 32, 32)
+    assert list(build_datasets(_config(tmp_path / "split", "split"), "test").test) == ["test"]
     with pytest.raises(DataError, match="ssformer split"):
-        split_datasets(synth, 32)
+        build_datasets(_config(synth, "split"))
+    # one images/ + masks/ folder is enough to evaluate on
+    assert len(build_datasets(_config(synth, "split"), "val").val["val"]) == 10
     pranet = tmp_path / "polyp"
     _copy(synth, pranet / "TrainDataset")
     (pranet / "TrainDataset" / "images").rename(pranet / "TrainDataset" / "image")
     (pranet / "TrainDataset" / "masks").rename(pranet / "TrainDataset" / "mask")
     _copy(synth, pranet / "TestDataset" / "Kvasir")
-    both = pranet_datasets(pranet, 32, test_sets=("Kvasir",), cache=False)
-    assert set(both) == {"train", "Kvasir"} and len(both["train"]) == 10
+    both = build_datasets(_config(pranet, "pranet"))
+    assert list(both.test) == ["Kvasir"] and len(both.test["Kvasir"]) == 10
+    assert len(both.train) == 8 and len(both.val["val"]) == 2  # 20 % of TrainDataset held out
+    train_ids, val_ids = set(both.train.indices), set(both.val["val"].indices)
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 10
 
 
 @pytest.mark.parametrize("recipe", ["official", "study"])

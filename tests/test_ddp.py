@@ -12,8 +12,8 @@ import pytest
 
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
-from ssformer.engine.checkpointing import load_training_state
-from ssformer.models.checkpoints import model_from_checkpoint
+from ssformer.engine.training_state import load_training_state
+from ssformer.models import model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KVASIR_CFG = REPO / "configs" / "kvasir-seg.yaml"

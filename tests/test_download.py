@@ -23,6 +23,8 @@ from ssformer.commands import download as download_command
 from ssformer.data import download, sources
 from ssformer.data.archives import safe_extract
 from ssformer.errors import CheckpointError, DataError, DownloadError
+from ssformer.models import zoo
+from ssformer.registry import WEIGHT_NAMES
 
 STEMS = ("cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4", "cju0s690hkp960855tjuaqvv0")
 HTML = b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>"
@@ -437,12 +439,12 @@ def test_weights_download_through_gdown_checks_and_installs(
     server.routes["/mit_b0.pth"] = FileRoute(mit_b0_bytes, content_type="application/octet-stream")
     urls = {"mit-b0": server.url("/mit_b0.pth")}
     root = tmp_path / "project"
-    paths = download.download_weights(["mit-b0"], root, urls=urls, quiet=True)
+    paths = zoo.download_weights(["mit-b0"], root, urls=urls, quiet=True)
     final = root / "checkpoints" / "backbones" / "mit" / "mit_b0.pth"
     assert paths == [final]
     assert final.read_bytes() == mit_b0_bytes
     assert sorted(p.name for p in final.parent.iterdir()) == ["mit_b0.pth"]
-    assert download.download_weights(["mit-b0"], root, urls=urls, quiet=True) == [final]
+    assert zoo.download_weights(["mit-b0"], root, urls=urls, quiet=True) == [final]
     assert server.request_count == 1  # present and valid: not fetched again
 
 
@@ -454,12 +456,12 @@ def test_weights_html_page_is_discarded_with_manual_link_and_second_source(
     server.routes["/mit_b0.pth"] = FileRoute(HTML * 50, content_type="application/octet-stream")
     root = tmp_path / "project"
     with pytest.raises(DownloadError) as caught:
-        download.download_weights(
+        zoo.download_weights(
             ["mit-b0"], root, urls={"mit-b0": server.url("/mit_b0.pth")}, quiet=True
         )
     message = str(caught.value)
     assert "HTML page" in message
-    assert sources.WEIGHTS["mit-b0"].url in message and "nvidia/mit-b0" in message
+    assert zoo.WEIGHTS["mit-b0"].url in message and "nvidia/mit-b0" in message
     assert "second source failed too" in message and "404" in message
     assert _files_under(root / "checkpoints" / "backbones" / "mit") == []
 
@@ -483,7 +485,7 @@ def test_drive_quota_falls_back_to_the_hub_copy_of_mit(
     _hub_route(server, "nvidia/mit-b0", "pytorch_model.bin", buffer.getvalue())
     server.routes["/mit_b0.pth"] = FileRoute(HTML * 50, content_type="application/octet-stream")
     root = tmp_path / "project"
-    (final,) = download.download_weights(
+    (final,) = zoo.download_weights(
         ["mit-b0"], root, urls={"mit-b0": server.url("/mit_b0.pth")}, quiet=True
     )
     assert sorted(p.name for p in final.parent.iterdir()) == ["mit_b0.pth"]
@@ -491,7 +493,7 @@ def test_drive_quota_falls_back_to_the_hub_copy_of_mit(
     expected = {k: v for k, v in original.items() if not k.startswith("head.")}
     assert saved.keys() == expected.keys()  # the original layout, classifier dropped
     assert all(torch.equal(saved[k], expected[k]) for k in expected)
-    download.validate_weights(final, sources.WEIGHTS["mit-b0"])
+    zoo.validate_weights(final, zoo.WEIGHTS["mit-b0"])
 
 
 def test_hub_copy_of_pvtv2_is_a_timm_safetensors_file(
@@ -500,8 +502,8 @@ def test_hub_copy_of_pvtv2_is_a_timm_safetensors_file(
     import torch
     from safetensors.torch import save
 
-    from ssformer.models.backbones import build_backbone
-    from ssformer.models.checkpoints import export_state_dict
+    from ssformer.models import build_backbone
+    from ssformer.models.layouts import export_state_dict
 
     monkeypatch.setenv("HF_ENDPOINT", server.url(""))
     source = build_backbone("PVTv2-B1")
@@ -510,10 +512,10 @@ def test_hub_copy_of_pvtv2_is_a_timm_safetensors_file(
     _hub_route(server, "timm/pvt_v2_b1.in1k", "model.safetensors", save(state))
     final = tmp_path / "checkpoints" / "backbones" / "pvtv2" / "pvt_v2_b1.pth"
     final.parent.mkdir(parents=True)
-    assert download.hf_url(sources.WEIGHTS["pvtv2-b1"]) == server.url(
+    assert zoo.hf_url(zoo.WEIGHTS["pvtv2-b1"]) == server.url(
         "/timm/pvt_v2_b1.in1k/resolve/main/model.safetensors"
     )
-    download.fetch_from_hub(sources.WEIGHTS["pvtv2-b1"], final, what="pvtv2-b1", quiet=True)
+    zoo.fetch_from_hub(zoo.WEIGHTS["pvtv2-b1"], final, what="pvtv2-b1", quiet=True)
     saved = torch.load(final, weights_only=True)
     expected = export_state_dict(source, "imagenet")
     assert saved.keys() == expected.keys()
@@ -530,7 +532,7 @@ def test_hub_file_that_does_not_load_is_deleted_and_reported(
     with pytest.raises(
         DownloadError, match=r"nvidia/mit-b0/resolve/main/pytorch_model\.bin .*HTML"
     ):
-        download.fetch_from_hub(sources.WEIGHTS["mit-b0"], final, what="mit-b0", quiet=True)
+        zoo.fetch_from_hub(zoo.WEIGHTS["mit-b0"], final, what="mit-b0", quiet=True)
     assert _files_under(tmp_path) == []
 
 
@@ -542,7 +544,7 @@ def test_html_saved_as_pth_by_an_earlier_run_is_removed_then_replaced(
     folder = tmp_path / "checkpoints" / "backbones" / "mit"
     folder.mkdir(parents=True)
     (folder / "mit_b0.pth.download").write_bytes(HTML)
-    download.download_weights(
+    zoo.download_weights(
         ["mit-b0"], tmp_path, urls={"mit-b0": server.url("/mit_b0.pth")}, quiet=True
     )
     assert sorted(p.name for p in folder.iterdir()) == ["mit_b0.pth"]
@@ -559,7 +561,7 @@ def test_users_invalid_weights_file_is_reported_and_kept(
     official.parent.mkdir(parents=True)
     official.write_bytes(mit_b0_bytes[:1000])  # a cut-off file
     with pytest.raises(DownloadError) as caught:
-        download.download_weights(["mit-b0", "ssformer-s"], tmp_path, quiet=True)
+        zoo.download_weights(["mit-b0", "ssformer-s"], tmp_path, quiet=True)
     message = str(caught.value)
     assert "2 of 2 weight file(s) failed" in message and "never overwritten" in message
     assert (folder / "mit_b0.pth").read_bytes() == HTML
@@ -571,20 +573,21 @@ def test_validate_weights_rejects_html_before_loading(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\n  " + HTML)
     with pytest.raises(CheckpointError, match="HTML page"):
-        download.validate_weights(bad, sources.WEIGHTS["mit-b0"])
+        zoo.validate_weights(bad, zoo.WEIGHTS["mit-b0"])
 
 
 def test_weight_table_covers_every_name() -> None:
-    names = [s.name for s in download.resolve_weight_names(["all"])]
+    names = [s.name for s in zoo.resolve_weight_names(["all"])]
     assert names == [f"mit-b{i}" for i in range(6)] + [f"pvtv2-b{i}" for i in range(1, 6)] + [
         "ssformer-s",
         "ssformer-l",
     ]
-    assert sources.WEIGHTS["pvtv2-b2"].filename == "pvt_v2_b2.pth"
-    assert sources.WEIGHTS["ssformer-l"].backbone == "MiT-B4"
-    assert "timm/pvt_v2_b3.in1k" in (sources.WEIGHTS["pvtv2-b3"].alternative or "")
+    assert tuple(zoo.WEIGHTS) == WEIGHT_NAMES  # the registry names every weight the zoo has
+    assert zoo.WEIGHTS["pvtv2-b2"].filename == "pvt_v2_b2.pth"
+    assert zoo.WEIGHTS["ssformer-l"].backbone == "MiT-B4"
+    assert "timm/pvt_v2_b3.in1k" in (zoo.WEIGHTS["pvtv2-b3"].alternative or "")
     with pytest.raises(DownloadError, match="unknown weights"):
-        download.resolve_weight_names(["mit-b9"])
+        zoo.resolve_weight_names(["mit-b9"])
 
 
 def test_safe_extract_tar_refuses_links_and_extracts_good_members(tmp_path: Path) -> None:

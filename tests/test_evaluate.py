@@ -14,18 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from ssformer.config import load_config
+from ssformer.config import MSFConfig, load_config
 from ssformer.data.datasets import PolypDataset
-from ssformer.engine.evaluate import (
-    MSFSettings,
-    evaluate,
-    load_model,
-    predict_probability,
-    run_evaluation,
-)
+from ssformer.engine.evaluate import evaluate, predict_probability, run_evaluation
 from ssformer.metrics import SegmentationEvaluator, resize_probability
-from ssformer.models import build_model
-from ssformer.models.checkpoints import export_state_dict, save_checkpoint_file
+from ssformer.models import build_model, load_model, save_checkpoint_file
+from ssformer.models.layouts import export_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 KVASIR_CFG = REPO / "configs" / "kvasir-seg.yaml"
@@ -84,7 +78,7 @@ def test_oracle_scores_perfectly_at_original_size(discs: Path, num_classes: int)
 
 def test_msf_and_flip_keep_the_oracle_right(discs: Path) -> None:
     dataset = PolypDataset(discs / "test", 64, cache=False)
-    msf = MSFSettings(enable=True, flip=True, scales=(0.5, 1.0, 1.5))
+    msf = MSFConfig(enable=True, flip=True, scales=(0.5, 1.0, 1.5))
     output = evaluate(Oracle(1), dataset, torch.device("cpu"), msf=msf)
     assert output.metrics["Dice@0.5"] > 0.9
     images = torch.stack([dataset[i]["image"] for i in range(2)])

@@ -11,9 +11,8 @@ from helpers_hub import original_to_transformers
 from safetensors.torch import save_file
 
 from ssformer.errors import CheckpointError
-from ssformer.models import build_model
-from ssformer.models.backbones import build_backbone
-from ssformer.models.checkpoints import describe_state_dict, export_state_dict, load_weights
+from ssformer.models import build_backbone, build_model, load_weights
+from ssformer.models.layouts import describe_state_dict, export_state_dict
 
 
 def _random_backbone(name: str, seed: int = 0) -> torch.nn.Module:

@@ -15,9 +15,10 @@ from helpers_models import official_pld_forward, study_pld_forward, study_segfor
 from torch import nn
 
 from ssformer.errors import ConfigError, SSFormerError
-from ssformer.models import MODELS, PRESETS, SegmentationModel, build_model
-from ssformer.models.backbones import BACKBONES, VARIANTS, build_backbone
-from ssformer.models.checkpoints import export_state_dict
+from ssformer.models import SegmentationModel, build_backbone, build_model
+from ssformer.models.heads import HEADS
+from ssformer.models.layouts import export_state_dict
+from ssformer.registry import BACKBONE_SPECS, BACKBONES, MODELS, PRESETS
 
 SMALL = ("MiT-B0", "PVTv2-B0")
 
@@ -32,6 +33,9 @@ def test_names() -> None:
     )
     assert MODELS == ("SSFormer", "PLDSegFormer", "SegFormer")
     assert PRESETS == {"SSFormer-S": ("SSFormer", "MiT-B2"), "SSFormer-L": ("SSFormer", "MiT-B4")}
+    # every registered model has its decoder class, and each class answers to its name
+    assert tuple(HEADS) == MODELS
+    assert all(head.name == name for name, head in HEADS.items())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -127,7 +131,7 @@ COMBINATIONS = [("SSFormer", b) for b in BACKBONES] + [
 def test_every_combination_builds(name: str, backbone: str) -> None:
     with torch.device("meta"):  # shapes only: fast even for B5
         model = build_model(name, backbone, num_classes=3)
-    spec = VARIANTS[backbone]
+    spec = BACKBONE_SPECS[backbone]
     assert model.backbone.out_channels == spec.embed_dims
     assert model.backbone.strides == (4, 8, 16, 32)
     assert len(model.backbone.stages) == 4
@@ -293,7 +297,7 @@ def test_study_model_size_table(backbone: str, name: str) -> None:
     with torch.device("meta"):
         model = build_model(name, backbone, num_classes=2)
     assert _params(model) == PARAMS[(backbone, name)]
-    assert model.backbone.out_channels == VARIANTS[backbone].embed_dims
+    assert model.backbone.out_channels == BACKBONE_SPECS[backbone].embed_dims
     state = export_state_dict(model, "study")
     tensor_bytes = sum(t.numel() * t.element_size() for t in state.values())
     overhead = STUDY_SIZES_MB[(backbone, name)] * 1e6 - tensor_bytes

@@ -15,8 +15,7 @@ from torch import nn
 
 from ssformer.engine.predict import Predictor, collect_inputs, predict_paths
 from ssformer.errors import DataError
-from ssformer.models import build_model
-from ssformer.models.checkpoints import save_checkpoint_file
+from ssformer.models import build_model, save_checkpoint_file
 
 REPO = Path(__file__).resolve().parents[1]
 

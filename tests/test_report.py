@@ -279,8 +279,7 @@ def test_predictions_grid_from_weights_and_data(tmp_path: Path) -> None:
     import torch
 
     from ssformer.data.synthetic import generate_synthetic_dataset
-    from ssformer.models import build_model
-    from ssformer.models.checkpoints import save_checkpoint_file
+    from ssformer.models import build_model, save_checkpoint_file
 
     data = tmp_path / "synthetic-split"
     generate_synthetic_dataset(data / "test", n=4, size=64, seed=3)

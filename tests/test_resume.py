@@ -16,8 +16,7 @@ import torch
 
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
-from ssformer.engine.checkpointing import load_training_state
-from ssformer.engine.train import STALL_ENV
+from ssformer.engine.training_state import load_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 KVASIR_CFG = REPO / "configs" / "kvasir-seg.yaml"
@@ -42,16 +41,18 @@ def _overrides(root: Path, save_dir: Path) -> list[str]:
     ]
 
 
-def _train(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _train(args: list[str], stall: tuple[str, Path] | None = None) -> subprocess.Popen[str]:
+    """``tools/train.py ARGS``; with ``stall=("EPOCH:STEP", marker)`` through the test-only
+    stalling entry point (``tests/stalling_cli.py``), which writes the marker and sleeps there."""
     full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-        **(env or {}),
     }
-    if env is None:
-        full_env.pop(STALL_ENV, None)
+    command = [str(REPO / "tools" / "train.py")]
+    if stall is not None:
+        command = [str(REPO / "tests" / "stalling_cli.py"), stall[0], str(stall[1]), "train"]
     return subprocess.Popen(
-        [sys.executable, str(REPO / "tools" / "train.py"), *args],
+        [sys.executable, *command, *args],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -80,13 +81,13 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path) -> Non
     killed_dir = tmp_path / "killed"
     victim = _train(
         ["--cfg", str(KVASIR_CFG), "--set", *_overrides(root, killed_dir)],
-        env={STALL_ENV: "2:2"},
+        stall=("2:2", tmp_path / "stalled"),
     )
     # meanwhile the uninterrupted run
     full_dir = tmp_path / "full"
     reference = _train(["--cfg", str(KVASIR_CFG), "--set", *_overrides(root, full_dir)])
     deadline = time.monotonic() + 600
-    while not list(killed_dir.glob("*/*/stalled")):
+    while not (tmp_path / "stalled").exists():
         assert victim.poll() is None, victim.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "the run never reached epoch 2, step 2"
         time.sleep(0.1)
@@ -128,13 +129,20 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path: Path) -> Non
 
     import numpy as np
 
-    from ssformer.engine.checkpointing import (
+    from ssformer.engine.training_state import (
+        Progress,
+        TrainingState,
         capture_rng_state,
         restore_rng_state,
-        save_training_state,
     )
 
     generator = torch.Generator().manual_seed(3)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    progress = Progress(epoch=2, global_step=7, best_metric=0.5, best_epoch=1, history=[{"a": 1}])
+    state = TrainingState(model, optimizer, scheduler, scaler, generator, progress)
     torch.manual_seed(1)
     np.random.seed(2)
     random.seed(4)
@@ -148,11 +156,26 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path: Path) -> Non
             float(torch.rand(1, generator=generator)),
         )
 
-    save_training_state(tmp_path / "last.pth", {"rng_states": [capture_rng_state(generator)]})
+    state.save(
+        tmp_path / "last.pth",
+        rng_states=[capture_rng_state(generator)],
+        config={"SEED": 1},
+        selection_metric="Dice@0.5",
+    )
     first = draw()
     loaded = load_training_state(tmp_path / "last.pth")
     restore_rng_state(loaded["rng_states"][0], generator)
     assert draw() == first
+    # the whole state comes back through TrainingState.restore (random states included)
+    fresh = TrainingState(torch.nn.Linear(2, 1), optimizer, scheduler, scaler, generator)
+    assert fresh.restore(loaded, rank=0, world_size=1)
+    assert fresh.progress == progress
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.model.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+    assert draw() == first
+    assert not fresh.restore(loaded, rank=0, world_size=2)  # one state per process, or none
     assert not list(tmp_path.glob(".*"))  # the atomic write left no temporary file
 
 

@@ -16,7 +16,6 @@ import yaml
 
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
-from ssformer.engine.train import STALL_ENV
 from ssformer.report import build_report
 from ssformer.sweep import plan_sweep, read_ledger, run_sweep
 
@@ -69,16 +68,17 @@ def test_sweep_killed_and_restarted_runs_each_entry_once(tmp_path: Path, data: P
 
     # First attempt: the first entry stalls in the middle of epoch 2 (after epoch 1's
     # checkpoint) and is killed there, like a machine that goes away.
+    marker = tmp_path / "stalled"
+    stalling = [sys.executable, str(REPO / "tests" / "stalling_cli.py"), "2:1", str(marker)]
     first = subprocess.Popen(
-        _sweep_command(config),
-        env=_env(**{STALL_ENV: "2:1"}),
+        [*stalling, *_sweep_command(config)[3:]],
+        env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
-    experiment = plan[0].experiment_dir
-    while not list(experiment.glob("*/stalled")):
+    while not marker.exists():
         assert first.poll() is None, first.stdout.read().decode() if first.stdout else ""
         assert time.monotonic() < deadline, "the first entry never reached epoch 2"
         time.sleep(0.2)

@@ -16,11 +16,12 @@ import torch
 from ssformer.config import load_config, load_configs
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
-from ssformer.engine.checkpointing import load_training_state
-from ssformer.engine.train import NonFiniteLossError, run_training, train_one_epoch
+from ssformer.engine.epoch import NonFiniteLossError, train_one_epoch
+from ssformer.engine.train import run_training
+from ssformer.engine.training_state import load_training_state
 from ssformer.errors import CheckpointError, ConfigError, DataError
-from ssformer.models import build_model
-from ssformer.models.checkpoints import model_from_checkpoint, read_checkpoint
+from ssformer.io.checkpoint_file import read_checkpoint
+from ssformer.models import build_model, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 KVASIR_CFG = REPO / "configs" / "kvasir-seg.yaml"
@@ -244,7 +245,7 @@ def test_non_finite_loss_stops_before_the_bad_step() -> None:
 
 
 def test_resume_without_last_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
-    from ssformer.engine.checkpointing import find_resume_run
+    from ssformer.engine.training_state import find_resume_run
 
     (tmp_path / "run").mkdir()
     with pytest.raises(CheckpointError, match=r"last\.pth"):

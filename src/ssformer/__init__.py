@@ -17,7 +17,7 @@ __all__ = ["__version__", "build_model", "load_weights"]
 
 if TYPE_CHECKING:
     from ssformer.models import build_model
-    from ssformer.models.checkpoints import load_weights
+    from ssformer.models.loading import load_weights
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return build_model
     if name == "load_weights":
-        from ssformer.models.checkpoints import load_weights
+        from ssformer.models.loading import load_weights
 
         return load_weights
     raise AttributeError(f"module 'ssformer' has no attribute {name!r}")

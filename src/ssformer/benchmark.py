@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssformer.engine.optim import fused_adamw_available
+from ssformer.engine.runtime import autocast_dtype
 
 __all__ = [
     "BenchResult",
     "Timing",
-    "amp_dtype_for",
     "autocast_context",
     "count_flops",
     "count_parameters",
@@ -121,15 +121,10 @@ def time_interleaved(
     return {name: Timing.from_times(values) for name, values in times.items()}
 
 
-def amp_dtype_for(device: torch.device) -> torch.dtype:
-    """The AMP dtype we use: fp16 on CUDA, bf16 on CPU."""
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
 def autocast_context(device: torch.device, amp: bool) -> AbstractContextManager[object]:
     if not amp:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype_for(device))
+    return torch.autocast(device_type=device.type, dtype=autocast_dtype(device, amp))
 
 
 def _example_input(
@@ -246,7 +241,8 @@ def measure(
     else:
         raise ValueError(f"mode must be 'inference' or 'train', got {mode!r}")
     timing = time_callable(fn, device=device, warmup=warmup, repeats=repeats)
-    precision = str(amp_dtype_for(device)).removeprefix("torch.") if amp else "fp32"
+    dtype = autocast_dtype(device, amp)
+    precision = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
     precision = {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
     return BenchResult(mode, precision, channels_last, batch, timing, compiled=compile)
 

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssformer.config import LOSS_ALIASES, LOSS_NAMES
 from ssformer.errors import ConfigError
+from ssformer.registry import LOSS_ALIASES, LOSSES
 
 __all__ = [
-    "LOSSES",
+    "LOSS_CLASSES",
     "CrossEntropyLoss",
     "DiceBCELoss",
     "DiceLoss",
@@ -193,13 +193,13 @@ class OhemCrossEntropyLoss(nn.Module):
         return hard.mean()
 
 
-LOSSES: dict[str, type[nn.Module]] = {
+LOSS_CLASSES: dict[str, type[nn.Module]] = {
     "DiceLoss": DiceLoss,
     "CrossEntropy": CrossEntropyLoss,
     "OhemCrossEntropy": OhemCrossEntropyLoss,
     "DiceBCE": DiceBCELoss,
 }
-"""Canonical config name -> loss class (see :data:`ssformer.config.LOSS_ALIASES`)."""
+"""Canonical loss name (:data:`ssformer.registry.LOSSES`) -> loss class."""
 
 
 def build_loss(
@@ -213,8 +213,8 @@ def build_loss(
     """Build a loss from its config name (``DiceLoss``/``dice``, ``CrossEntropy``/``ce``,
     ``OhemCrossEntropy``/``ohemce``, ``DiceBCE``) for a model with ``num_classes`` outputs."""
     canonical = LOSS_ALIASES.get(name.lower(), name)
-    if canonical not in LOSSES:
-        raise ConfigError(f"LOSS.NAME={name!r} is not one of {', '.join(LOSS_NAMES)}")
+    if canonical not in LOSS_CLASSES:
+        raise ConfigError(f"LOSS.NAME={name!r} is not one of {', '.join(LOSSES)}")
     if canonical == "DiceBCE":
         if num_classes != 1:
             raise ConfigError(f"LOSS.NAME=DiceBCE needs MODEL.NUM_CLASSES=1, got {num_classes}")
@@ -232,4 +232,4 @@ def build_loss(
         raise ConfigError(
             f"LOSS.CLS_WEIGHTS has {len(cls_weights)} weights for {num_classes} classes"
         )
-    return LOSSES[canonical](weight=cls_weights, ignore_label=ignore_label)
+    return LOSS_CLASSES[canonical](weight=cls_weights, ignore_label=ignore_label)

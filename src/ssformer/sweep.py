@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ssformer.errors import ConfigError
-from ssformer.fileio import write_text_atomic
+from ssformer.io.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -241,13 +241,12 @@ def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
     """Time a few train steps of the entry's model on its device (at batch <= 2, scaled
     linearly to the configured batch) and multiply by the steps of the whole run."""
     from ssformer import benchmark
-    from ssformer.config import resolve_device
-    from ssformer.engine.train import autocast_dtype
-    from ssformer.models import build_model
+    from ssformer.engine.runtime import config_autocast_dtype, resolve_device
+    from ssformer.models import model_from_config
 
     config = entry.config
     device = resolve_device(config.device)
-    model = build_model(config.model.name, config.model.backbone, config.model.num_classes)
+    model = model_from_config(config, pretrained=False)
     batch = config.train.batch_size
     measured_batch = min(batch, 2)
     size = max(config.train.image_size)
@@ -258,7 +257,7 @@ def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
         size=size,
         device=device,
         # the precision the run will train in (fp32 on CPUs unless bfloat16 is asked for)
-        amp=autocast_dtype(config, device) is not None,
+        amp=config_autocast_dtype(config, device) is not None,
         channels_last=config.train.channels_last,
         warmup=1,
         repeats=repeats,

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.benchmark import measure
-    from ssformer.config import resolve_device
+    from ssformer.engine.runtime import resolve_device
     from ssformer.errors import ConfigError
     from ssformer.models import build_model
 

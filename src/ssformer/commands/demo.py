@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.data.split import split_dataset
     from ssformer.data.synthetic import generate_synthetic_dataset
-    from ssformer.engine.evaluate import load_model
     from ssformer.engine.predict import Predictor, predict_paths
     from ssformer.engine.train import run_training
+    from ssformer.models import load_model
     from ssformer.report import build_report
 
     data = Path(args.data)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     best = result.best_path or result.last_path
     model = load_model(best)
     test_images = sorted((split_root / "test" / "images").iterdir())[:PREDICTED_IMAGES]
-    from ssformer.config import resolve_device
+    from ssformer.engine.runtime import resolve_device
 
     predictor = Predictor(model, tuple(config.test.image_size), resolve_device(config.device))
     predictions = predict_paths(

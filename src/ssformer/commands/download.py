@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssformer.data.sources import WEIGHTS
-
-DATASET_NAMES = ("kvasir-seg", "cvc-clinicdb", "pranet")
+from ssformer.registry import DATASET_DOWNLOADS, WEIGHT_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -35,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "names",
         nargs="+",
         metavar="NAME",
-        choices=[*WEIGHTS, "all"],
-        help=f"one or more of: {', '.join(WEIGHTS)}, all",
+        choices=[*WEIGHT_NAMES, "all"],
+        help=f"one or more of: {', '.join(WEIGHT_NAMES)}, all",
     )
     weights.add_argument("--dir", default=".", help="project root (default: .)")
     weights.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -51,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "CVC-ClinicDB needs Kaggle credentials, unless DIR/cvcclinicdb.zip is already there."
         ),
     )
-    data.add_argument("names", nargs="+", metavar="NAME", choices=DATASET_NAMES)
+    data.add_argument("names", nargs="+", metavar="NAME", choices=DATASET_DOWNLOADS)
     data.add_argument("--dir", default="data", help="data root (default: data)")
     data.add_argument(
         "--keep-archive", action="store_true", help="keep the downloaded archive after extraction"
@@ -65,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.data import download
 
     if args.what == "weights":
-        for path in download.download_weights(args.names, args.dir, quiet=args.quiet):
+        from ssformer.models import zoo
+
+        for path in zoo.download_weights(args.names, args.dir, quiet=args.quiet):
             print(path)
         return 0
     fetchers = {

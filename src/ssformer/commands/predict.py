@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
             else Path("output/predictions")
         )
 
-    from ssformer.config import resolve_device
-    from ssformer.engine.evaluate import load_model
     from ssformer.engine.predict import Predictor, predict_paths
+    from ssformer.engine.runtime import resolve_device
+    from ssformer.models import load_model
 
     device = resolve_device(args.device or (config.device if config is not None else "auto"))
     model = load_model(weights, config)

@@ -8,6 +8,7 @@ ours, the official SSFormer's or the reproduction study's (converted by ``load_w
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from ssformer.commands.train import add_config_arguments
@@ -49,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.cfg, args.overrides)
 
-    from ssformer.engine.evaluate import MSFSettings, run_evaluation
+    from ssformer.engine.evaluate import run_evaluation
 
-    msf = MSFSettings.from_config(config, enable=args.msf)
+    msf = config.eval.msf if args.msf is None else replace(config.eval.msf, enable=args.msf)
     run_evaluation(
         config,
         weights=args.weights,

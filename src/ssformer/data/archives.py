@@ -19,30 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from ssformer.errors import DownloadError
+from ssformer.io.sniff import ZIP_MAGIC, describe_head, looks_like_html, read_head
 
 _COPY_CHUNK = 1 << 20
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-
-
-def describe_head(path: Path, size: int = 64) -> str:
-    """A short printable preview of a file's first bytes, for error messages."""
-    with open(path, "rb") as handle:
-        head = handle.read(size)
-    return repr(head.decode("latin-1"))
-
-
-def looks_like_html(head: bytes) -> bool:
-    """Whether bytes start like an HTML page (a quota, login or error page); a byte-order mark
-    and leading white space are skipped, and ``<html`` anywhere in them counts."""
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    starts = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
-    return text.startswith(starts) or b"<html" in text
 
 
 def check_zip(path: Path) -> None:
     """Raise :class:`DownloadError` unless ``path`` is a complete zip whose CRCs all match."""
-    with open(path, "rb") as handle:
-        head = handle.read(512)
+    head = read_head(path, 512)
     if looks_like_html(head):
         raise DownloadError(
             f"{path} is an HTML page, not a zip archive (the server sent a web page instead of "

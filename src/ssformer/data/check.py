@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssformer.data.datasets import IMAGE_DIR_NAMES, IMAGE_EXTENSIONS, MASK_DIR_NAMES
 from ssformer.errors import DataError
+from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
 __all__ = ["CheckReport", "Problem", "check_dataset", "dataset_folders"]
 
@@ -119,7 +119,7 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
     for files, kind in ((images, "image"), (masks, "mask")):
         for paths in files.values():
             for path in paths:
-                if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
                     report.problems.append(
                         Problem("warning", path, f"not an image file; ignored as a {kind}")
                     )

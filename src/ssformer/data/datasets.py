@@ -1,4 +1,4 @@
-"""Polyp segmentation datasets: image/mask folders, the split layout and the PraNet layout.
+"""Polyp segmentation datasets: a folder of image/mask pairs, and the PraNet test sets.
 
 One class, :class:`PolypDataset`, reads a folder with ``images/`` (or ``image/``) and ``masks/``
 (or ``mask/``); pairs files by stem (``x.jpg`` with ``x.png``); binarises masks at grey value >
@@ -6,10 +6,7 @@ One class, :class:`PolypDataset`, reads a folder with ``images/`` (or ``image/``
 ``[3,H,W]``, ImageNet-normalised), ``mask`` (float32 ``[1,H,W]`` in {0, 1}) and ``index``.
 Evaluation at the original resolution uses :meth:`PolypDataset.original_mask`.
 
-Layouts:
-- split (``ssformer split``): ``root/{train,val,test}/{images,masks}`` -> :func:`split_datasets`;
-- PraNet benchmark: ``TrainDataset/{image,mask}`` and ``TestDataset/<set>/{images,masks}`` ->
-  :func:`pranet_datasets`.
+Which folders a protocol trains and tests on is decided by :mod:`ssformer.data.protocols`.
 """
 
 from __future__ import annotations
@@ -25,23 +22,10 @@ from PIL import Image
 from ssformer.data.cache import CACHE_DIR_NAME, PairCache, decode_mask, load_resized_pair
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
+from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES, PRANET_TEST_SETS
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "PRANET_TEST_SETS",
-    "PairTransform",
-    "PolypDataset",
-    "find_pairs",
-    "holdout_indices",
-    "pranet_datasets",
-    "pranet_test_sets",
-    "split_datasets",
-]
+__all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices", "pranet_test_sets"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-IMAGE_DIR_NAMES = ("images", "image")
-MASK_DIR_NAMES = ("masks", "mask")
-PRANET_TEST_SETS = ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300")
 
 PairTransform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
 """``(image uint8 [H,W,3], mask uint8 [H,W] 0..255) -> (image [3,H,W], mask [1,H,W])``."""
@@ -61,7 +45,7 @@ def _image_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     duplicates: list[str] = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         if path.stem in files:
             duplicates.append(path.name)
@@ -94,7 +78,7 @@ def find_pairs(root: Path) -> list[tuple[Path, Path]]:
             f"unpaired files in {root}: {'; '.join(details)} (run `ssformer check-data {root}`)"
         )
     if not images:
-        raise DataError(f"{images_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(f"{images_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
@@ -170,54 +154,6 @@ class PolypDataset(torch.utils.data.Dataset):
             f"PolypDataset(root={str(self.root)!r}, n={len(self)}, image_size={self.image_size}, "
             f"cache={self.cache is not None})"
         )
-
-
-def split_datasets(
-    root: Path,
-    image_size: int | tuple[int, int],
-    train_transform: PairTransform | None = None,
-    eval_transform: PairTransform | None = None,
-    cache: bool = True,
-) -> dict[str, PolypDataset]:
-    """``{"train", "val", "test"}`` datasets of a split folder (``root/<split>/{images,masks}``)."""
-    root = Path(root)
-    missing = [s for s in ("train", "val", "test") if not (root / s).is_dir()]
-    if missing:
-        raise DataError(
-            f"{root} is not a split folder: no {', '.join(missing)} sub-folder; make one with "
-            f"`ssformer split <dataset> --output {root}`"
-        )
-    return {
-        split: PolypDataset(
-            root / split,
-            image_size,
-            transform=train_transform if split == "train" else eval_transform,
-            cache=cache,
-        )
-        for split in ("train", "val", "test")
-    }
-
-
-def pranet_datasets(
-    root: Path,
-    image_size: int | tuple[int, int],
-    train_transform: PairTransform | None = None,
-    eval_transform: PairTransform | None = None,
-    cache: bool = True,
-    test_sets: tuple[str, ...] = PRANET_TEST_SETS,
-) -> dict[str, PolypDataset]:
-    """PraNet benchmark: ``{"train": TrainDataset, <test set>: TestDataset/<test set>, ...}``."""
-    root = Path(root)
-    datasets = {
-        "train": PolypDataset(
-            root / "TrainDataset", image_size, transform=train_transform, cache=cache
-        )
-    }
-    for name in test_sets:
-        datasets[name] = PolypDataset(
-            root / "TestDataset" / name, image_size, transform=eval_transform, cache=cache
-        )
-    return datasets
 
 
 def pranet_test_sets(

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.errors import DataError
+from ssformer.registry import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 _IGNORED_DIRS = frozenset({"__MACOSX"})
 
 

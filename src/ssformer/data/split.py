@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.errors import DataError
-from ssformer.fileio import write_text_atomic
+from ssformer.io.atomic import write_text_atomic
+from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
 
 __all__ = [
-    "IMAGE_DIR_NAMES",
     "MANIFEST_NAME",
-    "MASK_DIR_NAMES",
     "SPLIT_NAMES",
     "SplitResult",
     "check_split",
@@ -52,8 +51,6 @@ SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_NAME = "split.json"
 MANIFEST_VERSION = 1
 IN_PROGRESS_NAME = ".split-in-progress.json"
-IMAGE_DIR_NAMES = ("images", "image", "Original")
-MASK_DIR_NAMES = ("masks", "mask", "Ground Truth")
 
 
 @dataclass
@@ -228,7 +225,29 @@ def split_dataset(
         )
     output.mkdir(parents=True, exist_ok=True)
     _write_json(marker, parameters)  # lets an interrupted run resume
+    result, records = _place_splits(images_dir, masks_dir, pairs, chunks, output)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "parameters": parameters,
+        "source_dirs": {"images": images_dir.name, "masks": masks_dir.name},
+        "counts": {s: len(chunks[s]) for s in SPLIT_NAMES},
+        "files": result.files,
+        "pairs": records,
+    }
+    _write_json(manifest_path, manifest)
+    marker.unlink()
+    return result
 
+
+def _place_splits(
+    images_dir: Path,
+    masks_dir: Path,
+    pairs: dict[str, str],
+    chunks: dict[str, list[str]],
+    output: Path,
+) -> tuple[SplitResult, dict[str, list[dict[str, str]]]]:
+    """Link (or copy) every pair into ``output/<split>/{images,masks}``; the result and the
+    manifest's records of each pair with its checksums."""
     result = SplitResult(output=output, files={}, created=True)
     records: dict[str, list[dict[str, str]]] = {}
     for split in SPLIT_NAMES:
@@ -255,17 +274,7 @@ def split_dataset(
                 }
             )
         result.files[split] = list(chunks[split])
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "parameters": parameters,
-        "source_dirs": {"images": images_dir.name, "masks": masks_dir.name},
-        "counts": {s: len(chunks[s]) for s in SPLIT_NAMES},
-        "files": result.files,
-        "pairs": records,
-    }
-    _write_json(manifest_path, manifest)
-    marker.unlink()
-    return result
+    return result, records
 
 
 def _read_manifest(path: Path) -> dict:

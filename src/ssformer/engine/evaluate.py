@@ -31,21 +31,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ssformer.errors import CheckpointError, ConfigError, DataError
-from ssformer.fileio import write_text_atomic
+from ssformer.data.protocols import build_datasets
+from ssformer.engine.runtime import resolve_device, resolve_workers
+from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
+from ssformer.models.factories import load_model
 
 if TYPE_CHECKING:
-    from ssformer.config import Config
+    from ssformer.config import Config, MSFConfig
 
 __all__ = [
     "TRAINING_METRICS",
     "EvalOutput",
-    "MSFSettings",
+    "MSFConfig",
     "evaluate",
-    "evaluation_sets",
     "format_metrics_table",
-    "load_model",
     "polyp_probability",
     "predict_probability",
     "run_evaluation",
@@ -61,25 +61,6 @@ TRAINING_METRICS: tuple[str, ...] = (
     "mDice_2cls",
     "mIoU_2cls",
 )
-
-
-@dataclass(frozen=True)
-class MSFSettings:
-    """Multi-scale and flip test-time augmentation (``EVAL.MSF``)."""
-
-    enable: bool = False
-    flip: bool = True
-    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
-    @classmethod
-    def from_config(cls, config: Config, enable: bool | None = None) -> MSFSettings:
-        """``EVAL.MSF`` of ``config``; ``enable`` overrides ``EVAL.MSF.ENABLE`` when given."""
-        msf = config.eval.msf
-        return cls(
-            enable=msf.enable if enable is None else enable,
-            flip=msf.flip,
-            scales=tuple(msf.scales),
-        )
 
 
 @dataclass
@@ -120,7 +101,7 @@ def _forward_probability(
 def predict_probability(
     model: nn.Module,
     images: torch.Tensor,
-    msf: MSFSettings | None = None,
+    msf: MSFConfig | None = None,
     amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Polyp probability [B, H, W] for normalised images [B, 3, H, W], with optional MSF."""
@@ -156,7 +137,7 @@ def evaluate(
     device: torch.device,
     *,
     metrics: Sequence[str] | None = TRAINING_METRICS,
-    msf: MSFSettings | None = None,
+    msf: MSFConfig | None = None,
     amp_dtype: torch.dtype | None = None,
     batch_size: int = 1,
     workers: int = 0,
@@ -226,72 +207,6 @@ def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- from a config
-
-
-def load_model(weights: str | Path, config: Config | None = None) -> nn.Module:
-    """The model stored in ``weights``, built from its own metadata (our checkpoints) or from
-    the config's ``MODEL`` section (official SSFormer and reproduction-study files, which
-    :func:`ssformer.load_weights` converts and loads strictly)."""
-    from ssformer.models import build_model
-    from ssformer.models.checkpoints import (
-        FORMAT,
-        load_payload,
-        model_from_payload,
-        read_checkpoint,
-    )
-
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(
-            f"weights file {path} does not exist; train a model (`ssformer train`), download "
-            "published weights (`ssformer download weights ...`) or pass --weights PATH"
-        )
-    payload = read_checkpoint(path)  # read once: checkpoints can be hundreds of MB
-    if config is None or payload.get("format") == FORMAT:
-        return model_from_payload(payload, path)
-    model = build_model(
-        config.model.name, config.model.backbone, num_classes=int(config.model.num_classes or 1)
-    )
-    load_payload(model, payload, path)
-    return model
-
-
-def evaluation_sets(config: Config, split: str) -> dict[str, Any]:
-    """Datasets to score: ``{name: PolypDataset}`` for ``split`` (``test`` or ``val``).
-
-    ``split`` protocol: ``DATASET.ROOT/<split>`` (or ``DATASET.ROOT`` itself when it holds
-    ``images/`` + ``masks/`` directly). ``pranet``: ``test`` = the five PraNet test sets;
-    ``val`` = the part of TrainDataset held out during training.
-    """
-    from ssformer.data.datasets import PolypDataset, holdout_indices, pranet_test_sets
-    from ssformer.data.transforms import build_eval_transform
-
-    if split not in ("test", "val"):
-        raise ConfigError(f"--split {split!r}: choose test or val")
-    root = Path(config.dataset.root)
-    size = tuple(config.eval.image_size)
-    transform = build_eval_transform(size)
-    if not root.is_dir():
-        raise DataError(f"DATASET.ROOT={root} does not exist; download and split the data first")
-    if config.dataset.protocol == "pranet":
-        if split == "test":
-            return pranet_test_sets(root, size, transform=transform)
-        full = PolypDataset(root / "TrainDataset", size, transform=transform)
-        held_out, _ = holdout_indices(
-            len(full), config.dataset.val_fraction, config.dataset.split.seed
-        )
-        return {"val": Subset(full, held_out)}
-    if (root / split).is_dir():
-        return {split: PolypDataset(root / split, size, transform=transform)}
-    if (root / "images").is_dir() or (root / "image").is_dir():
-        return {split: PolypDataset(root, size, transform=transform)}
-    raise DataError(
-        f"DATASET.ROOT={root} has no {split}/ folder (nor images/ + masks/); split the dataset "
-        f"with `ssformer split` and point DATASET.ROOT at its output"
-    )
-
-
 def write_eval_json(
     path: Path,
     *,
@@ -299,7 +214,7 @@ def write_eval_json(
     dataset: str,
     weights: Path,
     output: EvalOutput,
-    msf: MSFSettings | None,
+    msf: MSFConfig | None,
     image_size: Sequence[int],
     epoch: int | None = None,
 ) -> Path:
@@ -327,7 +242,7 @@ def run_evaluation(
     weights: str | Path | None = None,
     split: str = "test",
     metrics: Sequence[str] | None = None,
-    msf: MSFSettings | None = None,
+    msf: MSFConfig | None = None,
     out_dir: Path | None = None,
     progress: bool = False,
     echo: Any = print,
@@ -341,8 +256,6 @@ def run_evaluation(
     ``SAVE_DIR/eval/<weights stem>_...``. A previous file of the same name is replaced.
     ``compile``: channels-last and ``torch.compile`` (:mod:`ssformer.engine.compiled`).
     """
-    from ssformer.config import resolve_device, resolve_workers
-
     device = resolve_device(config.device)
     path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
     model = load_model(path, config).to(device).eval()
@@ -351,8 +264,8 @@ def run_evaluation(
 
         model = compile_for_inference(model, device)
     if msf is None:
-        msf = MSFSettings.from_config(config)
-    sets = evaluation_sets(config, split)
+        msf = config.eval.msf
+    sets = build_datasets(config, split).evaluation_sets(split)
     in_run = (path.parent / "config.yaml").is_file()
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)

@@ -43,8 +43,9 @@ from torch import nn
 from torch.optim import SGD, AdamW, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ssformer.config import OPTIMIZER_NAMES, SCHEDULER_NAMES, SchedulerConfig
+from ssformer.config import SchedulerConfig
 from ssformer.errors import ConfigError
+from ssformer.registry import OPTIMIZERS, SCHEDULERS
 
 __all__ = [
     "ConstantLR",
@@ -104,7 +105,7 @@ def build_optimizer(
     if key == "adamw_official":
         trainable = [p for p in params if p.requires_grad]
         return AdamW(trainable, lr, weight_decay=weight_decay, **extra)
-    raise ConfigError(f"OPTIMIZER.NAME={name!r} is not one of {', '.join(OPTIMIZER_NAMES)}")
+    raise ConfigError(f"OPTIMIZER.NAME={name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
 class FactorScheduler(LRScheduler):
@@ -253,7 +254,7 @@ def build_scheduler(
         return WarmupStepLR(optimizer, warmup_epochs, step_size, gamma)
     if key == "constant":
         return ConstantLR(optimizer)
-    raise ConfigError(f"SCHEDULER.NAME={name!r} is not one of {', '.join(SCHEDULER_NAMES)}")
+    raise ConfigError(f"SCHEDULER.NAME={name!r} is not one of {', '.join(SCHEDULERS)}")
 
 
 def build_scheduler_from_config(

@@ -27,14 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssformer.data.layout import IMAGE_SUFFIXES
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
 from ssformer.metrics import resize_probability
+from ssformer.registry import IMAGE_SUFFIXES
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "PredictionResult",
     "Predictor",
@@ -45,7 +44,7 @@ __all__ = [
 ]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv"})
-_INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+_INPUT_SUFFIXES = frozenset(IMAGE_SUFFIXES) | VIDEO_SUFFIXES
 
 
 @dataclass

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ssformer.fileio import write_text_atomic
+from ssformer.io.atomic import write_text_atomic
 
 __all__ = ["NullLogger", "RunLogger"]
 

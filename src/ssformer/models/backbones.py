@@ -8,8 +8,8 @@ depth-wise 3x3 convolution. They differ only in the FFN expansion ratio (MiT: 4 
 PVTv2: 8/8/4/4, except B5 with 4/4/4/4). LayerNorm epsilons follow the original code of both:
 patch-embedding and spatial-reduction norms 1e-5, block and stage norms 1e-6 (timm's defaults).
 
-One class, :class:`PyramidBackbone`, builds every variant from the small table
-:data:`VARIANTS`. ``forward`` returns four NCHW feature maps at strides 4/8/16/32. When the input
+One class, :class:`PyramidBackbone`, builds every variant from the table
+:data:`ssformer.registry.BACKBONE_SPECS`. ``forward`` returns four NCHW feature maps at strides 4/8/16/32. When the input
 is channels-last the maps stay channels-last end to end (no copies between stages).
 
 Key layout: timm names modules ``patch_embed``, ``stages.{i}.downsample``, ``stages.{i}.blocks``,
@@ -21,72 +21,16 @@ Key layout: timm names modules ``patch_embed``, ``stages.{i}.downsample``, ``sta
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from timm.models.pvt_v2 import PyramidVisionTransformerV2
 from torch.utils.checkpoint import checkpoint
 
-from ssformer.errors import ConfigError
+from ssformer.registry import BACKBONE_SPECS, canonical_backbone_name
 
-__all__ = [
-    "BACKBONES",
-    "VARIANTS",
-    "BackboneSpec",
-    "PyramidBackbone",
-    "build_backbone",
-    "canonical_backbone_name",
-    "original_to_ours",
-    "ours_to_original",
-]
+__all__ = ["STRIDES", "PyramidBackbone", "original_to_ours", "ours_to_original"]
 
 STRIDES: tuple[int, int, int, int] = (4, 8, 16, 32)
-_SMALL_DIMS = (32, 64, 160, 256)
-_DIMS = (64, 128, 320, 512)
-_DEPTHS = {
-    "B0": (2, 2, 2, 2),
-    "B1": (2, 2, 2, 2),
-    "B2": (3, 4, 6, 3),
-    "B3": (3, 4, 18, 3),
-    "B4": (3, 8, 27, 3),
-    "B5": (3, 6, 40, 3),
-}
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Hyper-parameters of one variant (the original configs of MiT and PVTv2)."""
-
-    embed_dims: tuple[int, int, int, int]
-    depths: tuple[int, int, int, int]
-    mlp_ratios: tuple[float, float, float, float]
-    num_heads: tuple[int, int, int, int] = (1, 2, 5, 8)
-    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
-    drop_path_rate: float = 0.1  # official MiT configs (mit_b0..b5) and the study's framework
-
-
-def _variants() -> dict[str, BackboneSpec]:
-    table: dict[str, BackboneSpec] = {}
-    for size, depths in _DEPTHS.items():
-        dims = _SMALL_DIMS if size == "B0" else _DIMS
-        table[f"MiT-{size}"] = BackboneSpec(dims, depths, (4.0, 4.0, 4.0, 4.0))
-        pvt_mlp = (4.0, 4.0, 4.0, 4.0) if size == "B5" else (8.0, 8.0, 4.0, 4.0)
-        table[f"PVTv2-{size}"] = BackboneSpec(dims, depths, pvt_mlp)
-    return dict(sorted(table.items(), key=lambda item: (item[0].split("-")[0] != "MiT", item[0])))
-
-
-VARIANTS: dict[str, BackboneSpec] = _variants()
-BACKBONES: tuple[str, ...] = tuple(VARIANTS)
-
-
-def canonical_backbone_name(name: str) -> str:
-    """Return the canonical spelling of a backbone name (case-insensitive), e.g. ``mit-b2``."""
-    lookup = {key.lower(): key for key in BACKBONES}
-    key = lookup.get(str(name).strip().lower().replace("_", "-"))
-    if key is None:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
-    return key
 
 
 class PyramidBackbone(PyramidVisionTransformerV2):
@@ -98,7 +42,7 @@ class PyramidBackbone(PyramidVisionTransformerV2):
 
     def __init__(self, name: str) -> None:
         name = canonical_backbone_name(name)
-        spec = VARIANTS[name]
+        spec = BACKBONE_SPECS[name]
         super().__init__(
             num_classes=0,
             global_pool="",
@@ -141,20 +85,6 @@ class PyramidBackbone(PyramidVisionTransformerV2):
                 x = x.contiguous()
             features.append(x)
         return features
-
-
-def build_backbone(name: str, pretrained: str | Path | None = None) -> PyramidBackbone:
-    """Build backbone ``name`` (one of :data:`BACKBONES`), optionally loading ImageNet weights.
-
-    ``pretrained`` is the path of a ``mit_b*.pth`` / ``pvt_v2_b*.pth`` file (original layout) or
-    any other format that :func:`ssformer.models.checkpoints.load_weights` accepts.
-    """
-    backbone = PyramidBackbone(name)
-    if pretrained is not None:
-        from ssformer.models.checkpoints import load_weights
-
-        load_weights(backbone, pretrained)
-    return backbone
 
 
 _ORIG_PATCH = re.compile(r"^patch_embed([1-4])\.(.*)$")

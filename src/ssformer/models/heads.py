@@ -10,7 +10,15 @@
   upsample, a c1+c2 branch and an all-level branch, each reduced to classes, then a 1x1 conv).
 - :class:`SegFormerHead`: the SegFormer all-MLP decoder (Xie et al., NeurIPS 2021).
 
-Every head's ``forward(features, out_size)`` returns logits of spatial size ``out_size``.
+Every head's ``forward(features, out_size)`` returns logits of spatial size ``out_size``, and
+every head class says who it is, so that adding a decoder is one class here plus its name in
+:data:`ssformer.registry.MODELS`:
+
+- ``name``: the model name (``SegmentationModel.name``, our checkpoints' metadata);
+- ``width_for(backbone)``: its decoder width on a backbone;
+- ``checkpoint_marker``: a key only its published checkpoints hold (format detection);
+- ``published_renames``: ``(published prefix, our prefix)`` pairs of its published key layout;
+- ``published_in``: where its published checkpoints come from (for error messages).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "HEADS",
     "ConvBNReLU",
     "ProgressiveLocalityDecoder",
     "SegFormerHead",
@@ -97,8 +106,24 @@ class LocalEmphasis(nn.Module):
         return self.proj(x)
 
 
+def _study_width(backbone: str) -> int:
+    """The study's decoder width: 256 on B0/B1 backbones, 768 on larger ones."""
+    return 256 if backbone.endswith(("B0", "B1")) else 768
+
+
 class ProgressiveLocalityDecoder(nn.Module):
     """The official SSFormer decoder (PLD), exactly as in the official ``mit_PLD_b2/b4``."""
+
+    name = "SSFormer"
+    checkpoint_marker = "decode_head.linear_fuse34.conv.weight"
+    published_renames: tuple[tuple[str, str], ...] = ()
+    published_in = "the official SSFormer repository (ssformer_S.pth / ssformer_L.pth)"
+
+    @staticmethod
+    def width_for(backbone: str) -> int:
+        """256 on every backbone, as the official ``mit_PLD_b2/b4``."""
+        del backbone
+        return 256
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, width: int = 256) -> None:
         super().__init__()
@@ -158,6 +183,12 @@ class StudyPLDHead(nn.Module):
     Logits are resized bilinearly (``align_corners=False``) to the input size.
     """
 
+    name = "PLDSegFormer"
+    checkpoint_marker = "decode_head.conv_fuse_12.conv.weight"
+    published_renames = (("decode_head.Conv2d.", "decode_head.pred."),)
+    published_in = "the reproduction study (PLDSegFormer_*.pth)"
+    width_for = staticmethod(_study_width)
+
     def __init__(self, in_channels: Sequence[int], num_classes: int, width: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
@@ -204,6 +235,12 @@ class LinearEmbed(nn.Module):
 class SegFormerHead(nn.Module):
     """SegFormer all-MLP decoder as in the study's ``semseg/models/heads/segformer.py``."""
 
+    name = "SegFormer"
+    checkpoint_marker = "decode_head.linear_c1.proj.weight"
+    published_renames: tuple[tuple[str, str], ...] = ()
+    published_in = "the reproduction study (SegFormer_*.pth)"
+    width_for = staticmethod(_study_width)
+
     def __init__(self, in_channels: Sequence[int], num_classes: int, width: int) -> None:
         super().__init__()
         c1, c2, c3, c4 = in_channels
@@ -231,3 +268,10 @@ class SegFormerHead(nn.Module):
         fused = fuse.finish(fused)
         logits = self.linear_pred(self.dropout(fused))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+
+
+HEADS: dict[str, type[ProgressiveLocalityDecoder | StudyPLDHead | SegFormerHead]] = {
+    head.name: head for head in (ProgressiveLocalityDecoder, StudyPLDHead, SegFormerHead)
+}
+"""Model name -> decoder class; the names are those of :data:`ssformer.registry.MODELS`, in
+checkpoint-detection order (the official PLD's marker first)."""

@@ -95,7 +95,6 @@ def render_blocks(path: Path, blocks: list[Block], title: str, footnotes: list[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     widths = [_column_widths(block) for block in blocks]
     note_lines = [line for block in blocks for line in block.notes]
@@ -123,58 +122,8 @@ def render_blocks(path: Path, blocks: list[Block], title: str, footnotes: list[s
         edges = [MARGIN]
         for width in column_widths:
             edges.append(edges[-1] + width)
-        for level, header in enumerate(block.header_rows):
-            column = 0
-            fill = HEADER_FILL[min(level, len(HEADER_FILL) - 1)]
-            for text, span in header:
-                x0, x1 = edges[column], edges[column + span]
-                ax.add_patch(
-                    Rectangle(
-                        (x0, y), x1 - x0, ROW_HEIGHT, facecolor=fill, edgecolor="white", lw=1.5
-                    )
-                )
-                ax.text(
-                    (x0 + x1) / 2,
-                    y + ROW_HEIGHT / 2,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=FONT_SIZE,
-                    weight="bold",
-                )
-                column += span
-            y += ROW_HEIGHT
-        stripe = 0
-        for index, row in enumerate(block.body):
-            if index in block.group_rows and index:
-                ax.plot([edges[0], edges[-1]], [y, y], color="#6b7b8c", lw=1.0)
-                stripe += 1
-            ax.add_patch(
-                Rectangle(
-                    (edges[0], y),
-                    edges[-1] - edges[0],
-                    ROW_HEIGHT,
-                    facecolor=STRIPE_FILL[stripe % 2],
-                    edgecolor="none",
-                )
-            )
-            for column, cell in enumerate(row):
-                style = STYLES[cell.style]
-                if cell.align == "left":
-                    x, ha = edges[column] + PAD, "left"
-                else:
-                    x, ha = (edges[column] + edges[column + 1]) / 2, "center"
-                ax.text(
-                    x,
-                    y + ROW_HEIGHT / 2,
-                    cell.text,
-                    ha=ha,
-                    va="center",
-                    fontsize=FONT_SIZE,
-                    color=style["color"],
-                    weight=style["weight"],
-                )
-            y += ROW_HEIGHT
+        y = _draw_header(ax, block, edges, y)
+        y = _draw_body(ax, block, edges, y)
         ax.plot([edges[0], edges[-1]], [y, y], color="#6b7b8c", lw=1.0)
         y += 0.1
         for line in block.notes:
@@ -186,6 +135,70 @@ def render_blocks(path: Path, blocks: list[Block], title: str, footnotes: list[s
         y += 0.22
     save_figure(fig, path)
     plt.close(fig)
+
+
+def _draw_header(ax: Any, block: Block, edges: list[float], y: float) -> float:
+    """The header rows of ``block`` from height ``y``; returns the height below them."""
+    from matplotlib.patches import Rectangle
+
+    for level, header in enumerate(block.header_rows):
+        column = 0
+        fill = HEADER_FILL[min(level, len(HEADER_FILL) - 1)]
+        for text, span in header:
+            x0, x1 = edges[column], edges[column + span]
+            ax.add_patch(
+                Rectangle((x0, y), x1 - x0, ROW_HEIGHT, facecolor=fill, edgecolor="white", lw=1.5)
+            )
+            ax.text(
+                (x0 + x1) / 2,
+                y + ROW_HEIGHT / 2,
+                text,
+                ha="center",
+                va="center",
+                fontsize=FONT_SIZE,
+                weight="bold",
+            )
+            column += span
+        y += ROW_HEIGHT
+    return y
+
+
+def _draw_body(ax: Any, block: Block, edges: list[float], y: float) -> float:
+    """The body rows of ``block`` (striped by group) from ``y``; returns the height below."""
+    from matplotlib.patches import Rectangle
+
+    stripe = 0
+    for index, row in enumerate(block.body):
+        if index in block.group_rows and index:
+            ax.plot([edges[0], edges[-1]], [y, y], color="#6b7b8c", lw=1.0)
+            stripe += 1
+        ax.add_patch(
+            Rectangle(
+                (edges[0], y),
+                edges[-1] - edges[0],
+                ROW_HEIGHT,
+                facecolor=STRIPE_FILL[stripe % 2],
+                edgecolor="none",
+            )
+        )
+        for column, cell in enumerate(row):
+            style = STYLES[cell.style]
+            if cell.align == "left":
+                x, ha = edges[column] + PAD, "left"
+            else:
+                x, ha = (edges[column] + edges[column + 1]) / 2, "center"
+            ax.text(
+                x,
+                y + ROW_HEIGHT / 2,
+                cell.text,
+                ha=ha,
+                va="center",
+                fontsize=FONT_SIZE,
+                color=style["color"],
+                weight=style["weight"],
+            )
+        y += ROW_HEIGHT
+    return y
 
 
 def save_figure(fig: object, path: Path) -> None:

@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssformer.fileio import write_text_atomic
+from ssformer.io.atomic import write_text_atomic
 from ssformer.report.conventions import head_of, reference_path
 from ssformer.report.grid import Block, Cell, render_blocks
 from ssformer.report.tables import DASH

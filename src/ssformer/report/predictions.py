@@ -3,7 +3,7 @@ the model segments best and worst (by per-image ``Dice@0.5``).
 
 Per-image scores come from the run's ``eval_test*.json`` (``per_image``, written by
 ``ssformer val``); when a file has none, the report scores the test images itself. Predictions
-are made by loading the run's ``best.pth`` (:func:`ssformer.models.checkpoints.model_from_checkpoint`)
+are made by loading the run's ``best.pth`` (:func:`ssformer.models.model_from_checkpoint`)
 and segmenting the chosen images at the run's evaluation size. Without weights or data the
 report says so instead of drawing a grid (:class:`PredictionsUnavailable`).
 """
@@ -156,7 +156,7 @@ def write_predictions_png(
     from ssformer.data.datasets import find_pairs
     from ssformer.engine.predict import Predictor
     from ssformer.errors import SSFormerError
-    from ssformer.models.checkpoints import model_from_checkpoint
+    from ssformer.models import model_from_checkpoint
 
     try:
         pairs = {image.stem: (image, mask) for image, mask in find_pairs(folder)}

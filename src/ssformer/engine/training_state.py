@@ -1,4 +1,4 @@
-"""Training state on disk: ``last.pth`` for resuming, random-number-generator state, run lookup.
+"""The training state and its file, ``last.pth``: written and read here and nowhere else.
 
 ``last.pth`` (written atomically after every epoch) holds what is needed to continue a run
 exactly, as in nanoGPT: the model, optimiser, scheduler and AMP grad-scaler states, the number of
@@ -10,32 +10,39 @@ replays epoch ``e`` from its start with exactly the random state it first had, s
 ends with the same weights as an uninterrupted one (on CPU, and on CUDA up to the determinism of
 its kernels).
 
-Best weights (``best.pth``) are written in the model checkpoint format of
-:mod:`ssformer.models.checkpoints`, which :func:`ssformer.load_weights` reads.
-Every file is loaded with ``torch.load(..., weights_only=True)``.
+:class:`TrainingState` holds the live objects of a run and its :class:`Progress`;
+:meth:`TrainingState.save` writes ``last.pth`` and :meth:`TrainingState.restore` puts a
+``last.pth`` back into them. Best weights (``best.pth``) are written in the model checkpoint
+format of :mod:`ssformer.models.loading`, which :func:`ssformer.load_weights` reads. Every file
+is loaded with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ssformer.errors import CheckpointError
-from ssformer.fileio import save_torch_atomic
+from ssformer.io.atomic import save_torch_atomic
+from ssformer.io.checkpoint_file import read_checkpoint
 
 __all__ = [
     "LAST_NAME",
     "TRAINING_STATE_FORMAT",
+    "Progress",
+    "TrainingState",
     "capture_rng_state",
     "find_resume_run",
     "load_training_state",
     "restore_rng_state",
-    "save_training_state",
 ]
 
 LAST_NAME = "last.pth"
@@ -83,18 +90,11 @@ def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator | Non
         generator.set_state(state["loader_generator"])
 
 
-def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (see the module docstring) to ``path`` atomically."""
-    save_torch_atomic({"format": TRAINING_STATE_FORMAT, **state}, path)
-
-
 def load_training_state(path: Path) -> dict[str, Any]:
     """Read a ``last.pth`` written by :func:`save_training_state` (weights only, on the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST_NAME}")
-    from ssformer.models.checkpoints import read_checkpoint  # safe load, clear errors
-
     try:
         state = read_checkpoint(path)
     except CheckpointError as error:
@@ -108,6 +108,86 @@ def load_training_state(path: Path) -> dict[str, Any]:
             "to start from weights only, set MODEL.PRETRAINED or use `ssformer val --weights`"
         )
     return state
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Progress:
+    """How far a run is: finished epochs and optimiser steps, the best selection metric so far
+    and its epoch, and one metrics row per finished epoch."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainingState:
+    """The live objects of a run (plain model, optimiser, scheduler, AMP scaler, the training
+    DataLoader's generator) and its :class:`Progress`: what ``last.pth`` holds."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    progress: Progress = field(default_factory=Progress)
+
+    def save(
+        self,
+        path: Path,
+        *,
+        rng_states: list[dict[str, Any]],
+        config: dict[str, Any],
+        selection_metric: str,
+    ) -> None:
+        """Write ``last.pth`` atomically; ``rng_states`` holds every rank's
+        :func:`capture_rng_state`, in rank order."""
+        done = self.progress
+        payload = {
+            "format": TRAINING_STATE_FORMAT,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": done.epoch,
+            "global_step": done.global_step,
+            "best_metric": done.best_metric,
+            "best_epoch": done.best_epoch,
+            "selection_metric": selection_metric,
+            "history": [{k: _json_ready(v) for k, v in row.items()} for row in done.history],
+            "rng_states": rng_states,
+            "config": config,
+        }
+        save_torch_atomic(payload, path)
+
+    def restore(self, payload: Mapping[str, Any], rank: int, world_size: int) -> bool:
+        """Load a ``last.pth`` payload (:func:`load_training_state`) into the live objects and
+        the progress. Returns whether the random states were restored: they are only when the
+        file holds one per process of this run."""
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.progress = Progress(
+            epoch=int(payload["epoch"]),
+            global_step=int(payload["global_step"]),
+            best_metric=payload.get("best_metric"),
+            best_epoch=payload.get("best_epoch"),
+            history=list(payload.get("history", [])),
+        )
+        rng_states = payload.get("rng_states") or []
+        if len(rng_states) != world_size:
+            return False
+        restore_rng_state(rng_states[rank], self.generator)
+        return True
 
 
 def find_resume_run(spec: str, experiment_dir: Path | None) -> Path:

@@ -1,0 +1,197 @@
+"""Validation of a parsed config: every name against :mod:`ssformer.registry`, every number in
+its range, and the defaults that depend on other keys (loss and classes, ``EVAL.MODEL_PATH``).
+
+One function per YAML section, called in order by :func:`validate`; each raises
+:class:`~ssformer.errors.ConfigError` naming the file, the key, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ssformer.config.schema import Config
+from ssformer.config.typed_yaml import parse_section
+from ssformer.errors import ConfigError
+from ssformer.registry import (
+    AUGMENTS,
+    BACKBONES,
+    LOSS_ALIASES,
+    LOSSES,
+    MODEL_NAMES,
+    ONE_CHANNEL_LOSSES,
+    OPTIMIZERS,
+    PRESETS,
+    PROTOCOLS,
+    SCHEDULERS,
+    closest,
+)
+
+__all__ = ["DEVICE_PATTERN", "build_config", "validate"]
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:?\d+)$")
+"""Accepted spellings of ``DEVICE`` (``cuda0`` is the study's)."""
+
+
+def build_config(raw: Mapping[str, Any], source: str) -> Config:
+    """Parse and validate one single-run raw mapping read from ``source``."""
+    config: Config = parse_section(Config, raw, "", source)
+    config.source = source
+    validate(config, source)
+    return config
+
+
+def validate(c: Config, source: str) -> None:
+    """Check ``c`` in place and fill the defaults that depend on other keys."""
+    if not DEVICE_PATTERN.match(c.device.strip().lower()):
+        raise _fail(source, "DEVICE", c.device, "auto, cpu, cuda, cuda:N or cudaN")
+    _validate_model(c, source)
+    _validate_loss(c, source)
+    _validate_dataset(c, source)
+    _validate_train(c, source)
+    _validate_optimisation(c, source)
+    _validate_eval(c, source)
+
+
+def _fail(source: str, key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{source}: {key}={value!r} is not valid: expected {expected}")
+
+
+def _choice(value: str, options: Sequence[str], source: str, key: str) -> str:
+    if value in options:
+        return value
+    close = closest(value, options)
+    hint = f" Did you mean {close}?" if close else ""
+    raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(options)}.{hint}")
+
+
+def _validate_model(c: Config, source: str) -> None:
+    if not c.model.name:
+        raise ConfigError(f"{source}: MODEL.NAME is required (one of {', '.join(MODEL_NAMES)})")
+    c.model.name = _choice(c.model.name, MODEL_NAMES, source, "MODEL.NAME")
+    if c.model.name in PRESETS:
+        preset_backbone = PRESETS[c.model.name][1]
+        if c.model.backbone and c.model.backbone != preset_backbone:
+            raise ConfigError(
+                f"{source}: MODEL.NAME={c.model.name} is SSFormer with {preset_backbone}, but "
+                f"MODEL.BACKBONE={c.model.backbone}; drop MODEL.BACKBONE or use MODEL.NAME=SSFormer"
+            )
+        c.model.backbone = preset_backbone
+    if not c.model.backbone:
+        raise ConfigError(f"{source}: MODEL.BACKBONE is required (one of {', '.join(BACKBONES)})")
+    c.model.backbone = _choice(c.model.backbone, BACKBONES, source, "MODEL.BACKBONE")
+    if c.model.pretrained == "":
+        c.model.pretrained = None
+
+
+def _validate_loss(c: Config, source: str) -> None:
+    """``LOSS.NAME`` (default by architecture) and the ``MODEL.NUM_CLASSES`` it needs."""
+    if not c.loss.name:
+        c.loss.name = "DiceBCE" if c.architecture == "SSFormer" else "DiceLoss"
+    canonical = LOSS_ALIASES.get(c.loss.name.lower(), c.loss.name)
+    c.loss.name = _choice(canonical, LOSSES, source, "LOSS.NAME")
+    needed = 1 if c.loss.name in ONE_CHANNEL_LOSSES else 2
+    if c.model.num_classes is None:
+        c.model.num_classes = needed
+    if needed == 1 and c.model.num_classes != 1:
+        raise ConfigError(
+            f"{source}: LOSS.NAME={c.loss.name} needs MODEL.NUM_CLASSES=1 (one sigmoid "
+            f"channel), got {c.model.num_classes}"
+        )
+    if needed == 2 and c.model.num_classes < 2:
+        raise ConfigError(
+            f"{source}: LOSS.NAME={c.loss.name} is a softmax loss and needs "
+            f"MODEL.NUM_CLASSES>=2 (background and polyp), got {c.model.num_classes}"
+        )
+    if c.loss.cls_weights is True:
+        raise ConfigError(
+            f"{source}: LOSS.CLS_WEIGHTS=true: give one weight per class "
+            f"(a list of {c.model.num_classes} numbers) or false"
+        )
+    if isinstance(c.loss.cls_weights, tuple):
+        if c.loss.name == "DiceBCE":
+            raise ConfigError(f"{source}: LOSS.CLS_WEIGHTS is not supported by LOSS.NAME=DiceBCE")
+        if len(c.loss.cls_weights) != c.model.num_classes:
+            raise ConfigError(
+                f"{source}: LOSS.CLS_WEIGHTS has {len(c.loss.cls_weights)} weights for "
+                f"MODEL.NUM_CLASSES={c.model.num_classes}"
+            )
+
+
+def _validate_dataset(c: Config, source: str) -> None:
+    if not c.dataset.root:
+        raise ConfigError(f"{source}: DATASET.ROOT is required (the dataset folder)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", c.dataset.name):
+        raise _fail(source, "DATASET.NAME", c.dataset.name, "letters, digits, '.', '_' or '-'")
+    c.dataset.protocol = _choice(c.dataset.protocol, PROTOCOLS, source, "DATASET.PROTOCOL")
+    ratio = c.dataset.split.ratio
+    if any(r < 0 for r in ratio) or abs(sum(ratio) - 1.0) > 1e-6:
+        raise _fail(source, "DATASET.SPLIT.RATIO", list(ratio), "3 fractions >= 0 summing to 1")
+    if not 0.0 < c.dataset.val_fraction < 1.0:
+        raise _fail(source, "DATASET.VAL_FRACTION", c.dataset.val_fraction, "a number in (0, 1)")
+
+
+def _validate_train(c: Config, source: str) -> None:
+    t = c.train
+    for key, size in (
+        ("TRAIN.IMAGE_SIZE", t.image_size),
+        ("EVAL.IMAGE_SIZE", c.eval.image_size),
+        ("TEST.IMAGE_SIZE", c.test.image_size),
+    ):
+        if any(s < 32 or s % 32 for s in size):
+            raise _fail(source, key, list(size), "[height, width], multiples of 32, >= 32")
+    for key, number in (
+        ("TRAIN.BATCH_SIZE", t.batch_size),
+        ("TRAIN.EPOCHS", t.epochs),
+        ("TRAIN.EVAL_INTERVAL", t.eval_interval),
+    ):
+        if number < 1:
+            raise _fail(source, key, number, "an integer >= 1")
+    t.augment = _choice(t.augment, AUGMENTS, source, "TRAIN.AUGMENT")
+    if t.workers is not None and t.workers < 0:
+        raise _fail(source, "TRAIN.WORKERS", t.workers, "an integer >= 0, or null for automatic")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise _fail(source, "TRAIN.MAX_STEPS", t.max_steps, "an integer >= 1, or null")
+    if t.time_limit_min is not None and t.time_limit_min <= 0:
+        raise _fail(source, "TRAIN.TIME_LIMIT_MIN", t.time_limit_min, "minutes > 0, or null")
+    if t.select_on == "test" and not t.select_best_on_test_leaks:
+        raise ConfigError(
+            f"{source}: TRAIN.SELECT_ON=test picks the best epoch on the test set, which leaks "
+            f"test data into model selection (the official repo's practice); to do it anyway "
+            f"also set TRAIN.SELECT_BEST_ON_TEST_LEAKS=true, else use TRAIN.SELECT_ON=val"
+        )
+    if t.official_double_sigmoid and c.loss.name != "DiceBCE":
+        raise ConfigError(
+            f"{source}: TRAIN.OFFICIAL_DOUBLE_SIGMOID reproduces a quirk of the official DiceBCE "
+            f"training; it needs LOSS.NAME=DiceBCE (got {c.loss.name})"
+        )
+
+
+def _validate_optimisation(c: Config, source: str) -> None:
+    c.optimizer.name = _choice(c.optimizer.name.lower(), OPTIMIZERS, source, "OPTIMIZER.NAME")
+    if c.optimizer.lr <= 0:
+        raise _fail(source, "OPTIMIZER.LR", c.optimizer.lr, "a number > 0")
+    if c.optimizer.weight_decay < 0:
+        raise _fail(source, "OPTIMIZER.WEIGHT_DECAY", c.optimizer.weight_decay, "a number >= 0")
+    s = c.scheduler
+    s.name = _choice(s.name.lower(), SCHEDULERS, source, "SCHEDULER.NAME")
+    if s.warmup < 0:
+        raise _fail(source, "SCHEDULER.WARMUP", s.warmup, "epochs >= 0")
+    if not 0.0 <= s.warmup_ratio <= 1.0:
+        raise _fail(source, "SCHEDULER.WARMUP_RATIO", s.warmup_ratio, "a number in [0, 1]")
+    if s.max_decay_steps <= 1:
+        raise _fail(source, "SCHEDULER.MAX_DECAY_STEPS", s.max_decay_steps, "an integer > 1")
+    if s.step_size < 1:
+        raise _fail(source, "SCHEDULER.STEP_SIZE", s.step_size, "epochs >= 1")
+    if s.name == "warmuppolylr" and s.warmup >= c.train.epochs:
+        raise _fail(
+            source, "SCHEDULER.WARMUP", s.warmup, f"fewer than TRAIN.EPOCHS={c.train.epochs}"
+        )
+
+
+def _validate_eval(c: Config, source: str) -> None:
+    if c.eval.model_path in (None, ""):
+        c.eval.model_path = str(c.best_checkpoint_path)
+    if not c.eval.msf.scales or any(x <= 0 for x in c.eval.msf.scales):
+        raise _fail(source, "EVAL.MSF.SCALES", list(c.eval.msf.scales), "numbers > 0")

@@ -1,0 +1,111 @@
+"""The protocol-to-datasets map: which folders a config trains on, selects the best epoch on and
+tests on. Training, validation during training and ``ssformer val`` all ask
+:func:`build_datasets`; no other module knows the folder layout of a protocol.
+
+- ``split`` (the reproduction study): ``DATASET.ROOT/{train,val,test}/{images,masks}``, made by
+  ``ssformer split`` (80/10/10, seed 1337). For evaluation alone, ``DATASET.ROOT`` may also be
+  one folder holding ``images/`` + ``masks/``.
+- ``pranet`` (the SSFormer paper): train on ``TrainDataset`` less a held-out part of
+  ``DATASET.VAL_FRACTION`` (seeded by ``DATASET.SPLIT.SEED``), which is the validation set; test
+  on the PraNet test sets present under ``TestDataset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch.utils.data import Dataset, Subset
+
+from ssformer.data.datasets import PolypDataset, holdout_indices, pranet_test_sets
+from ssformer.data.transforms import build_eval_transform, build_train_transform
+from ssformer.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
+
+__all__ = ["EVAL_SPLITS", "ProtocolData", "build_datasets"]
+
+EVAL_SPLITS = ("val", "test")
+
+
+@dataclass
+class ProtocolData:
+    """The datasets of one protocol: ``train`` (None when only evaluating) and the validation
+    and test sets by name (``{"val": ...}``, ``{"test": ...}`` or the PraNet test sets)."""
+
+    train: Dataset | None = None
+    val: dict[str, Dataset] = field(default_factory=dict)
+    test: dict[str, Dataset] = field(default_factory=dict)
+
+    def evaluation_sets(self, split: str) -> dict[str, Dataset]:
+        """The sets of ``split`` (``val`` or ``test``)."""
+        return self.val if split == "val" else self.test
+
+
+def build_datasets(config: Config, split: str | None = None) -> ProtocolData:
+    """The datasets of ``config``'s protocol: all three for training (``split=None``), or only
+    the evaluation sets of ``split`` (``val`` or ``test``)."""
+    if split is not None and split not in EVAL_SPLITS:
+        raise ConfigError(f"--split {split!r}: choose test or val")
+    root = Path(config.dataset.root)
+    if not root.is_dir():
+        raise DataError(
+            f"DATASET.ROOT={root} does not exist; download the data (`ssformer download ...`) "
+            "and split it (`ssformer split ...`), or generate synthetic data (`ssformer demo`)"
+        )
+    if config.dataset.protocol == "pranet":
+        return _pranet(config, root, split)
+    return _split(config, root, split)
+
+
+def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
+    eval_size = tuple(config.eval.image_size)
+    eval_tf = build_eval_transform(eval_size)
+    if split is not None:
+        if (root / split).is_dir():
+            sets = {split: PolypDataset(root / split, eval_size, transform=eval_tf)}
+        elif (root / "images").is_dir() or (root / "image").is_dir():
+            sets = {split: PolypDataset(root, eval_size, transform=eval_tf)}
+        else:
+            raise DataError(
+                f"DATASET.ROOT={root} has no {split}/ folder (nor images/ + masks/); split the "
+                "dataset with `ssformer split` and point DATASET.ROOT at its output"
+            )
+        return ProtocolData(**{split: sets})
+    missing = [s for s in ("train", *EVAL_SPLITS) if not (root / s).is_dir()]
+    if missing:
+        raise DataError(
+            f"DATASET.ROOT={root} has no {', '.join(missing)} folder(s); the split protocol "
+            f"needs ROOT/{{train,val,test}}/{{images,masks}}: run `ssformer split {root}` "
+            "and point DATASET.ROOT at its output"
+        )
+    train_size = tuple(config.train.image_size)
+    train_tf = build_train_transform(train_size, config.train.augment)
+    return ProtocolData(
+        train=PolypDataset(root / "train", train_size, transform=train_tf),
+        val={"val": PolypDataset(root / "val", eval_size, transform=eval_tf)},
+        test={"test": PolypDataset(root / "test", eval_size, transform=eval_tf)},
+    )
+
+
+def _pranet(config: Config, root: Path, split: str | None) -> ProtocolData:
+    eval_size = tuple(config.eval.image_size)
+    eval_tf = build_eval_transform(eval_size)
+    train_root = root / "TrainDataset"
+    data = ProtocolData()
+    if split in (None, "test"):
+        data.test = pranet_test_sets(root, eval_size, transform=eval_tf)
+    if split in (None, "val"):
+        full_eval = PolypDataset(train_root, eval_size, transform=eval_tf)
+        held_out, rest = holdout_indices(
+            len(full_eval), config.dataset.val_fraction, config.dataset.split.seed
+        )
+        data.val = {"val": Subset(full_eval, held_out)}
+        if split is None:
+            train_size = tuple(config.train.image_size)
+            train_tf = build_train_transform(train_size, config.train.augment)
+            full_train = PolypDataset(train_root, train_size, transform=train_tf)
+            data.train = Subset(full_train, rest)
+    return data

@@ -1,0 +1,166 @@
+"""Every name the package knows, once: models, presets, backbones, losses, optimisers,
+schedulers, protocols, augmentations, downloadable data sets and file suffixes.
+
+Config validation, the command line and the factories all read these tables; nothing else
+spells a list of names. The module imports neither torch nor any other part of the package
+except :mod:`ssformer.errors`, so that loading a config or parsing a command line stays fast.
+
+To add a decoder: write its class in :mod:`ssformer.models.heads` (with its ``name``, width rule
+and checkpoint marker) and add the name to :data:`MODELS` here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ssformer.errors import ConfigError
+
+__all__ = [
+    "AUGMENTS",
+    "BACKBONES",
+    "BACKBONE_SPECS",
+    "DATASET_DOWNLOADS",
+    "IMAGE_DIR_NAMES",
+    "IMAGE_SUFFIXES",
+    "LOSSES",
+    "LOSS_ALIASES",
+    "MASK_DIR_NAMES",
+    "MODELS",
+    "MODEL_NAMES",
+    "ONE_CHANNEL_LOSSES",
+    "OPTIMIZERS",
+    "PRANET_TEST_SETS",
+    "PRESETS",
+    "PROTOCOLS",
+    "SCHEDULERS",
+    "WEIGHT_NAMES",
+    "BackboneSpec",
+    "canonical_backbone_name",
+    "canonical_model_name",
+    "closest",
+]
+
+# ----------------------------------------------------------------------------- models
+MODELS: tuple[str, ...] = ("SSFormer", "PLDSegFormer", "SegFormer")
+"""Architectures: the official SSFormer (PLD head, Wang et al., MICCAI 2022), the reproduction
+study's PLD variant and the SegFormer MLP head (Xie et al., NeurIPS 2021)."""
+PRESETS: dict[str, tuple[str, str]] = {
+    "SSFormer-S": ("SSFormer", "MiT-B2"),
+    "SSFormer-L": ("SSFormer", "MiT-B4"),
+}
+"""Preset name -> (architecture, backbone): the paper's two models."""
+MODEL_NAMES: tuple[str, ...] = (*MODELS, *PRESETS)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Hyper-parameters of one backbone variant (the original configs of MiT and PVTv2)."""
+
+    embed_dims: tuple[int, int, int, int]
+    depths: tuple[int, int, int, int]
+    mlp_ratios: tuple[float, float, float, float]
+    num_heads: tuple[int, int, int, int] = (1, 2, 5, 8)
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
+    drop_path_rate: float = 0.1  # official MiT configs (mit_b0..b5) and the study's framework
+
+
+_DEPTHS = {
+    "B0": (2, 2, 2, 2),
+    "B1": (2, 2, 2, 2),
+    "B2": (3, 4, 6, 3),
+    "B3": (3, 4, 18, 3),
+    "B4": (3, 8, 27, 3),
+    "B5": (3, 6, 40, 3),
+}
+
+
+def _backbone_specs() -> dict[str, BackboneSpec]:
+    """MiT and PVTv2 differ only in the FFN expansion (MiT 4 everywhere; PVTv2 8/8/4/4, B5 4)."""
+    mit: dict[str, BackboneSpec] = {}
+    pvt: dict[str, BackboneSpec] = {}
+    for size, depths in _DEPTHS.items():
+        dims = (32, 64, 160, 256) if size == "B0" else (64, 128, 320, 512)
+        mit[f"MiT-{size}"] = BackboneSpec(dims, depths, (4.0, 4.0, 4.0, 4.0))
+        pvt_mlp = (4.0, 4.0, 4.0, 4.0) if size == "B5" else (8.0, 8.0, 4.0, 4.0)
+        pvt[f"PVTv2-{size}"] = BackboneSpec(dims, depths, pvt_mlp)
+    return {**mit, **pvt}
+
+
+BACKBONE_SPECS: dict[str, BackboneSpec] = _backbone_specs()
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_SPECS)
+
+# ----------------------------------------------------------------------------- training
+LOSSES: tuple[str, ...] = ("DiceLoss", "CrossEntropy", "OhemCrossEntropy", "DiceBCE")
+"""Canonical loss names; ``DiceBCE`` is the official SSFormer loss (1 output channel), the
+others are the study's 2-class softmax losses."""
+LOSS_ALIASES: dict[str, str] = {
+    "dice": "DiceLoss",
+    "diceloss": "DiceLoss",
+    "ce": "CrossEntropy",
+    "crossentropy": "CrossEntropy",
+    "ohemce": "OhemCrossEntropy",
+    "ohemcrossentropy": "OhemCrossEntropy",
+    "dicebce": "DiceBCE",
+    "dice_bce": "DiceBCE",
+}
+"""Lower-case spelling -> canonical loss name (the study's short names included)."""
+ONE_CHANNEL_LOSSES: frozenset[str] = frozenset({"DiceBCE"})
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_default", "sgd", "adamw_official")
+SCHEDULERS: tuple[str, ...] = ("plrd", "warmuppolylr", "warmup_step", "constant")
+AUGMENTS: tuple[str, ...] = ("study", "official")
+PROTOCOLS: tuple[str, ...] = ("split", "pranet")
+
+WEIGHT_NAMES: tuple[str, ...] = (
+    *(f"mit-b{i}" for i in range(6)),
+    *(f"pvtv2-b{i}" for i in range(1, 6)),
+    "ssformer-s",
+    "ssformer-l",
+)
+"""Weights ``ssformer download weights`` knows (their sources: :data:`ssformer.models.zoo.WEIGHTS`)."""
+
+# ----------------------------------------------------------------------------- data
+DATASET_DOWNLOADS: tuple[str, ...] = ("kvasir-seg", "cvc-clinicdb", "pranet")
+"""Data sets ``ssformer download data`` knows."""
+PRANET_TEST_SETS: tuple[str, ...] = (
+    "Kvasir",
+    "CVC-ClinicDB",
+    "CVC-ColonDB",
+    "ETIS-LaribPolypDB",
+    "CVC-300",
+)
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+"""File suffixes (lower case) read as images or masks; every other file is ignored."""
+IMAGE_DIR_NAMES: tuple[str, ...] = ("images", "image", "Original")
+"""Names of a data set's image folder (Kvasir layout, PraNet's TrainDataset, raw CVC-ClinicDB)."""
+MASK_DIR_NAMES: tuple[str, ...] = ("masks", "mask", "Ground Truth")
+
+
+# ----------------------------------------------------------------------------- lookups
+def closest(value: str, options: Sequence[str]) -> str | None:
+    """The option that ``value`` most likely means (same letters and digits, or a near miss)."""
+    by_norm = {re.sub(r"[^a-z0-9]", "", o.lower()): o for o in options}
+    exact = by_norm.get(re.sub(r"[^a-z0-9]", "", value.lower()))
+    if exact is not None:
+        return exact
+    return next(iter(difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)), None)
+
+
+def canonical_model_name(name: str) -> str:
+    """Canonical spelling of a model or preset name (case-insensitive)."""
+    lookup = {key.lower(): key for key in MODEL_NAMES}
+    key = lookup.get(str(name).strip().lower())
+    if key is None:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    return key
+
+
+def canonical_backbone_name(name: str) -> str:
+    """Canonical spelling of a backbone name (case-insensitive, ``_`` for ``-``): ``mit-b2``."""
+    lookup = {key.lower(): key for key in BACKBONES}
+    key = lookup.get(str(name).strip().lower().replace("_", "-"))
+    if key is None:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    return key
