@@ -68,12 +68,9 @@ def run(args: argparse.Namespace) -> int:
         for path in zoo.download_weights(args.names, args.dir, quiet=args.quiet):
             print(path)
         return 0
-    fetchers = {
-        "kvasir-seg": download.download_kvasir,
-        "cvc-clinicdb": download.download_cvc_clinicdb,
-        "pranet": download.download_pranet,
-    }
     for name in dict.fromkeys(args.names):
-        path = fetchers[name](args.dir, keep_archive=args.keep_archive, quiet=args.quiet)
+        path = download.download_dataset(
+            name, args.dir, keep_archive=args.keep_archive, quiet=args.quiet
+        )
         print(path)
     return 0

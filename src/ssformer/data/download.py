@@ -232,13 +232,19 @@ def download_pranet(
     return target
 
 
-def download_dataset(name: str, root: Path | str = "data", *, quiet: bool = False) -> Path:
-    """Download one data set by CLI name: ``kvasir-seg``, ``cvc-clinicdb`` or ``pranet``."""
+def download_dataset(
+    name: str, root: Path | str = "data", *, keep_archive: bool = False, quiet: bool = False
+) -> Path:
+    """Download one data set by CLI name (:data:`ssformer.registry.DATASET_DOWNLOADS`):
+    ``kvasir-seg``, ``cvc-clinicdb`` or ``pranet``; returns its folder."""
+    downloaders = {
+        "kvasir-seg": download_kvasir,
+        "cvc-clinicdb": download_cvc_clinicdb,
+        "pranet": download_pranet,
+    }
     key = name.lower()
-    if key == "kvasir-seg":
-        return download_kvasir(root, quiet=quiet)
-    if key == "cvc-clinicdb":
-        return download_cvc_clinicdb(root, quiet=quiet)
-    if key == "pranet":
-        return download_pranet(root, quiet=quiet)
-    raise DownloadError(f"unknown data set {name!r}; choose from {', '.join(DATASET_DOWNLOADS)}.")
+    if key not in DATASET_DOWNLOADS:
+        raise DownloadError(
+            f"unknown data set {name!r}; choose from {', '.join(DATASET_DOWNLOADS)}."
+        )
+    return downloaders[key](root, keep_archive=keep_archive, quiet=quiet)

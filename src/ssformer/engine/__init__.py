@@ -1,2 +1,11 @@
-"""Training and evaluation engine: the train loop, evaluation, checkpoints and resume,
-distributed set-up, optimisers and learning-rate schedules (:mod:`ssformer.engine.optim`)."""
+"""The engine: where models meet data.
+
+- :mod:`~ssformer.engine.runtime`: device, loader workers, the precision policy, seeding;
+- :mod:`~ssformer.engine.train`: :func:`~ssformer.engine.train.run_training`, one run read top
+  to bottom as its steps; :mod:`~ssformer.engine.epoch`: ``train_one_epoch``;
+- :mod:`~ssformer.engine.training_state`: ``last.pth``, written and read there only;
+- :mod:`~ssformer.engine.evaluate` / :mod:`~ssformer.engine.predict`: scoring and inference;
+- :mod:`~ssformer.engine.optim`, :mod:`~ssformer.engine.distributed`,
+  :mod:`~ssformer.engine.runlog`, :mod:`~ssformer.engine.compiled`: optimisers and schedules,
+  DDP, the run's logs, compiled inference.
+"""

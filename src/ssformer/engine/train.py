@@ -33,7 +33,8 @@ deterministic algorithms. ``--resume`` restores model, optimiser, scheduler, AMP
 random states from ``last.pth`` and replays the interrupted epoch from its start, so the final
 weights equal those of an uninterrupted run (see :mod:`ssformer.engine.training_state`).
 
-A non-finite loss stops the run (on every rank) with :class:`NonFiniteLossError`; ``last.pth``
+A non-finite loss stops the run (on every rank) with
+:class:`~ssformer.engine.epoch.NonFiniteLossError`; ``last.pth``
 then still holds the last good epoch.
 """
 
@@ -64,7 +65,7 @@ from ssformer.engine.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from ssformer.engine.epoch import EpochStats, NonFiniteLossError, StepCallback, train_one_epoch
+from ssformer.engine.epoch import EpochStats, StepCallback, train_one_epoch
 from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, evaluate, write_eval_json
 from ssformer.engine.optim import (
     build_optimizer,
@@ -96,16 +97,7 @@ from ssformer.models import load_weights, model_from_config, save_checkpoint_fil
 if TYPE_CHECKING:
     from ssformer.config import Config, MSFConfig
 
-__all__ = [
-    "EpochStats",
-    "NonFiniteLossError",
-    "RunResult",
-    "experiment_dir",
-    "make_run_dir",
-    "run_training",
-    "selection_metric",
-    "train_one_epoch",
-]
+__all__ = ["RunResult", "experiment_dir", "make_run_dir", "run_training", "selection_metric"]
 
 
 @dataclass
