@@ -362,3 +362,29 @@ def test_histograms_equal_exact_comparisons() -> None:
         assert np.array_equal(thr_hist[g], expected_thr)
         assert np.array_equal(em_hist[g], expected_em)
     assert abs_sum == pytest.approx(np.abs(values - gt).sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "prob",
+    [
+        # a map in [0.999, 1]: float32 sums of p cancel when normalised (4e-3 off before)
+        np.linspace(0.999, 1.0, 200 * 150, dtype=np.float32).reshape(200, 150),
+        # two values one float32 ulp either side of 0.5 (0.25 off before)
+        np.where(
+            np.arange(200 * 150).reshape(200, 150) % 3 == 0,
+            np.nextafter(np.float32(0.5), np.float32(1.0)),
+            np.nextafter(np.float32(0.5), np.float32(0.0)),
+        ).astype(np.float32),
+    ],
+    ids=["near-one", "two-values"],
+)
+def test_mae_is_exact_as_pysodmetrics(prob: np.ndarray) -> None:
+    rng = np.random.default_rng(3)
+    gt = rng.random(prob.shape) < 0.4
+    ev = SegmentationEvaluator(["MAE"])
+    ev.update(prob, gt)
+    reference = MAE()
+    pred = prob.astype(np.float64)  # PySODMetrics' prepare_data, less the /255 of uint8 maps
+    pred = (pred - pred.min()) / (pred.max() - pred.min())
+    reference.step(pred, gt, normalize=False)
+    assert abs(ev.compute()["MAE"] - float(reference.get_results()["mae"])) < 1e-7

@@ -75,6 +75,7 @@ __all__ = [
     "PER_IMAGE_METRICS",
     "POOLED_METRICS",
     "SegmentationEvaluator",
+    "absolute_error_sum",
     "binned_histograms",
     "dice_iou_curves",
     "emeasure_curve",
@@ -82,6 +83,7 @@ __all__ = [
     "normalize_minmax",
     "official_binary_value",
     "resize_probability",
+    "saved_map_histograms",
     "threshold_counts",
 ]
 
@@ -280,17 +282,57 @@ def binned_histograms(
         removed = torch.bincount(old, minlength=nbins)
         em_hist = em_hist - removed + torch.bincount(floor_near + g_near, minlength=nbins)
         thr_hist = thr_hist - removed + torch.bincount(thr_near + g_near, minlength=nbins)
-    # sum |norm - gt| = sum(norm) - 2 sum(norm[gt]) + |gt|, from sums of p
-    n_pixels = prob.numel()
     thr_np = thr_hist.cpu().numpy().astype(np.int64).reshape(2, NUM_THRESHOLDS)
     em_np = em_hist.cpu().numpy().astype(np.int64).reshape(2, NUM_THRESHOLDS)
-    n_gt = int(thr_np[1].sum())
-    sum_p = float(prob.sum())
-    sum_p_gt = float(torch.dot(prob.reshape(-1), gt.reshape(-1).to(prob.dtype)))
-    sum_norm = (sum_p - n_pixels * offset) / divisor
-    sum_norm_gt = (sum_p_gt - n_gt * offset) / divisor
-    abs_error_sum = sum_norm - 2.0 * sum_norm_gt + n_gt
-    return em_np, thr_np, abs_error_sum
+    return em_np, thr_np, absolute_error_sum(prob, gt, value_range)
+
+
+def absolute_error_sum(
+    prob: torch.Tensor, gt: torch.Tensor, value_range: tuple[float, float]
+) -> float:
+    """``sum |norm - gt|`` of the ``mapminmax``-normalised map, in float64 pixel by pixel as
+    PySODMetrics' MAE (no sums of ``p`` that cancel: a map in [0.999, 1] or two values one ulp
+    apart are exact)."""
+    offset, divisor = _minmax_affine(*value_range)
+    norm = prob.to(torch.float64)
+    if (offset, divisor) != (0.0, 1.0):
+        norm = (norm - offset) / divisor
+    return float(torch.abs(norm - gt.to(torch.float64)).sum())
+
+
+_EXACT_THRESHOLDS = np.arange(NUM_THRESHOLDS, dtype=np.float64) / 255.0
+
+
+def saved_map_histograms(
+    saved: torch.Tensor, gt: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`binned_histograms` of an 8-bit map as the PraNet toolbox reads it.
+
+    ``im2double`` (v / 255) then ``mapminmax``; the thresholds are ``k / 255`` exactly, so a
+    map that spans 0..255 is binarised at threshold ``k`` as ``v >= k`` (the ties of MATLAB's
+    ``1:-1/255:0``, which can differ from ``k / 255`` by an ulp, are not reproduced).
+    """
+    v = saved.to(torch.int64)
+    lo, hi = int(v.min()), int(v.max())
+    norm = v.to(torch.float64) / 255.0
+    if hi > lo:
+        norm = (norm - lo / 255.0) / (hi / 255.0 - lo / 255.0)
+    if (lo, hi) == (0, 255):
+        thr_bins = v
+    else:
+        boundaries = torch.from_numpy(_EXACT_THRESHOLDS).to(norm.device)
+        thr_bins = torch.searchsorted(boundaries, norm, right=True) - 1
+    em_bins = torch.floor(norm * 255.0).to(torch.int64).clamp_(0, NUM_THRESHOLDS - 1)
+    offset = gt.reshape(-1).to(torch.int64) * NUM_THRESHOLDS
+    nbins = 2 * NUM_THRESHOLDS
+    thr = torch.bincount(thr_bins.reshape(-1) + offset, minlength=nbins)
+    em = torch.bincount(em_bins.reshape(-1) + offset, minlength=nbins)
+    abs_error = float(torch.abs(norm - gt.to(torch.float64)).sum())
+    return (
+        em.cpu().numpy().reshape(2, NUM_THRESHOLDS),
+        thr.cpu().numpy().reshape(2, NUM_THRESHOLDS),
+        abs_error,
+    )
 
 
 def threshold_counts(prob: torch.Tensor, gt: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int]:
@@ -422,7 +464,10 @@ class SegmentationEvaluator:
 
     @torch.no_grad()
     def update(
-        self, prob: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor
+        self,
+        prob: np.ndarray | torch.Tensor,
+        gt: np.ndarray | torch.Tensor,
+        saved_map: np.ndarray | torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Add one image; returns its own values of the averaged per-image metrics computed
         (``mDice``, ``mIoU``, ``MAE``, ``official_*``, ``Dice@0.5``, ``IoU@0.5`` as requested).
@@ -433,10 +478,17 @@ class SegmentationEvaluator:
             gt: [h, w] mask: bool (used by every convention as it is) or the raw uint8 mask
                 pixels, from which each convention takes its own GT (> 128, or == 255 for
                 ``official_*``).
+            saved_map: the prediction as the PraNet toolbox reads it (uint8 [h, w], see
+                :func:`ssformer.data.recipes.toolbox_map`): when given, the toolbox and
+                PySODMetrics metrics (``mDice``, ``mIoU``, ``MAE``, ``S_alpha``, ``E_phi_*``,
+                ``Fw_beta``) are computed from it, the others from ``prob``.
         """
         p, value_range = _prepare_prob(prob)
+        p_map = p if saved_map is None else _as_tensor(saved_map, "saved_map").to(p.device)
+        if saved_map is not None and p_map.dtype != torch.uint8:
+            raise DataError(f"saved_map has dtype {p_map.dtype}; pass the uint8 map (0..255)")
         gt_pranet, gt_official = _prepare_gt(gt, p.device)
-        if gt_pranet.shape != p.shape:
+        if gt_pranet.shape != p.shape or p_map.shape != p.shape:
             raise DataError(
                 f"prob shape {tuple(p.shape)} != gt shape {tuple(gt_pranet.shape)}; resize the "
                 "prediction to the GT size first (see ssformer.metrics.resize_probability)."
@@ -445,7 +497,10 @@ class SegmentationEvaluator:
         values: dict[str, float] = {}
 
         if self._need_threshold:
-            em_hist, thr_hist, abs_error_sum = binned_histograms(p, gt_pranet, value_range)
+            if saved_map is None:
+                em_hist, thr_hist, abs_error_sum = binned_histograms(p, gt_pranet, value_range)
+            else:
+                em_hist, thr_hist, abs_error_sum = saved_map_histograms(p_map, gt_pranet)
             tp, positives, n_gt = _counts_from_hist(thr_hist)
             dice, iou = dice_iou_curves(tp, positives, n_gt)
             values["mDice"] = float(dice.mean())
@@ -481,7 +536,8 @@ class SegmentationEvaluator:
             values["IoU@0.5"] = inter / (n_pred + n_gt_half - inter) if inter > 0 else 0.0
 
         if self._need_pysod:
-            norm_np = normalize_minmax(p).cpu().numpy()
+            as_read = p_map if saved_map is None else p_map.to(torch.float64) / 255.0
+            norm_np = normalize_minmax(as_read).cpu().numpy()
             gt_np = gt_pranet.cpu().numpy()
             if "S_alpha" in self.metrics:
                 self._smeasure.step(norm_np, gt_np, normalize=False)

@@ -23,6 +23,7 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_SPECS",
     "DATASET_DOWNLOADS",
+    "EVAL_RECIPES",
     "IMAGE_DIR_NAMES",
     "IMAGE_SUFFIXES",
     "LOSSES",
@@ -112,6 +113,10 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_default", "sgd", "adamw_official"
 SCHEDULERS: tuple[str, ...] = ("plrd", "warmuppolylr", "warmup_step", "constant")
 AUGMENTS: tuple[str, ...] = ("study", "official")
 PROTOCOLS: tuple[str, ...] = ("split", "pranet")
+EVAL_RECIPES: tuple[str, ...] = ("study", "official", "pranet-toolbox")
+"""Evaluation pipelines (``EVAL.RECIPE``), each that of an original: the reproduction study's
+``semseg`` val, the official SSFormer ``test.py``, PraNet's saved 8-bit maps read by its
+toolbox (see :mod:`ssformer.data.recipes`)."""
 
 WEIGHT_NAMES: tuple[str, ...] = (
     *(f"mit-b{i}" for i in range(6)),

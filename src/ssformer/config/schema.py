@@ -154,10 +154,13 @@ class MSFConfig:
 @dataclass
 class EvalConfig:
     """``EVAL``: ``MODEL_PATH`` (default ``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET.NAME>.pth``),
-    ``IMAGE_SIZE``, ``MSF``."""
+    ``IMAGE_SIZE``, ``MSF``, ``RECIPE``: the evaluation pipeline (one of
+    :data:`ssformer.registry.EVAL_RECIPES`; default ``study`` for 2-class models, the study's,
+    and ``official`` for 1-channel SSFormer models)."""
 
     model_path: str | None = None
     image_size: tuple[int, int] = (352, 352)
+    recipe: str | None = None
     msf: MSFConfig = field(default_factory=MSFConfig)
 
 

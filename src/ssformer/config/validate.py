@@ -17,6 +17,7 @@ from ssformer.errors import ConfigError
 from ssformer.registry import (
     AUGMENTS,
     BACKBONES,
+    EVAL_RECIPES,
     LOSS_ALIASES,
     LOSSES,
     MODEL_NAMES,
@@ -193,5 +194,8 @@ def _validate_optimisation(c: Config, source: str) -> None:
 def _validate_eval(c: Config, source: str) -> None:
     if c.eval.model_path in (None, ""):
         c.eval.model_path = str(c.best_checkpoint_path)
+    if c.eval.recipe is None:
+        c.eval.recipe = "study" if c.model.num_classes == 2 else "official"
+    c.eval.recipe = _choice(c.eval.recipe, EVAL_RECIPES, source, "EVAL.RECIPE")
     if not c.eval.msf.scales or any(x <= 0 for x in c.eval.msf.scales):
         raise _fail(source, "EVAL.MSF.SCALES", list(c.eval.msf.scales), "numbers > 0")

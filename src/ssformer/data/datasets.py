@@ -22,9 +22,9 @@ from PIL import Image
 from ssformer.data.cache import CACHE_DIR_NAME, PairCache, decode_mask, load_resized_pair
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
-from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES, PRANET_TEST_SETS
+from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
-__all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices", "pranet_test_sets"]
+__all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices"]
 
 
 PairTransform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -154,26 +154,6 @@ class PolypDataset(torch.utils.data.Dataset):
             f"PolypDataset(root={str(self.root)!r}, n={len(self)}, image_size={self.image_size}, "
             f"cache={self.cache is not None})"
         )
-
-
-def pranet_test_sets(
-    root: Path,
-    image_size: int | tuple[int, int],
-    transform: PairTransform | None = None,
-    cache: bool = True,
-) -> dict[str, PolypDataset]:
-    """The PraNet test sets present under ``root/TestDataset`` (at least one), by name."""
-    root = Path(root)
-    sets = {
-        name: PolypDataset(
-            root / "TestDataset" / name, image_size, transform=transform, cache=cache
-        )
-        for name in PRANET_TEST_SETS
-        if (root / "TestDataset" / name).is_dir()
-    }
-    if not sets:
-        raise DataError(f"{root / 'TestDataset'} holds none of the sets {PRANET_TEST_SETS}")
-    return sets
 
 
 def holdout_indices(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -8,6 +8,11 @@ tests on. Training, validation during training and ``ssformer val`` all ask
 - ``pranet`` (the SSFormer paper): train on ``TrainDataset`` less a held-out part of
   ``DATASET.VAL_FRACTION`` (seeded by ``DATASET.SPLIT.SEED``), which is the validation set; test
   on the PraNet test sets present under ``TestDataset``.
+
+Test sets, and every set ``ssformer val`` scores, are read as ``EVAL.RECIPE`` prescribes
+(:class:`~ssformer.data.recipes.RecipeEvalDataset`: the original pipeline's resize and GT
+rule). Model selection during training scores the validation set through the fast cached
+pipeline instead (:class:`~ssformer.data.datasets.PolypDataset` at ``EVAL.IMAGE_SIZE``).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset, Subset
 
-from ssformer.data.datasets import PolypDataset, holdout_indices, pranet_test_sets
+from ssformer.data.datasets import PolypDataset, holdout_indices
+from ssformer.data.recipes import RecipeEvalDataset
 from ssformer.data.transforms import build_eval_transform, build_train_transform
 from ssformer.errors import ConfigError, DataError
+from ssformer.registry import PRANET_TEST_SETS
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -60,14 +67,19 @@ def build_datasets(config: Config, split: str | None = None) -> ProtocolData:
     return _split(config, root, split)
 
 
+def _evaluation_set(config: Config, folder: Path) -> RecipeEvalDataset:
+    """``folder`` as ``EVAL.RECIPE`` prepares it (:mod:`ssformer.data.recipes`)."""
+    return RecipeEvalDataset(folder, str(config.eval.recipe), tuple(config.eval.image_size))
+
+
 def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
     eval_size = tuple(config.eval.image_size)
     eval_tf = build_eval_transform(eval_size)
     if split is not None:
         if (root / split).is_dir():
-            sets = {split: PolypDataset(root / split, eval_size, transform=eval_tf)}
+            sets = {split: _evaluation_set(config, root / split)}
         elif (root / "images").is_dir() or (root / "image").is_dir():
-            sets = {split: PolypDataset(root, eval_size, transform=eval_tf)}
+            sets = {split: _evaluation_set(config, root)}
         else:
             raise DataError(
                 f"DATASET.ROOT={root} has no {split}/ folder (nor images/ + masks/); split the "
@@ -86,7 +98,7 @@ def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
     return ProtocolData(
         train=PolypDataset(root / "train", train_size, transform=train_tf),
         val={"val": PolypDataset(root / "val", eval_size, transform=eval_tf)},
-        test={"test": PolypDataset(root / "test", eval_size, transform=eval_tf)},
+        test={"test": _evaluation_set(config, root / "test")},
     )
 
 
@@ -96,9 +108,22 @@ def _pranet(config: Config, root: Path, split: str | None) -> ProtocolData:
     train_root = root / "TrainDataset"
     data = ProtocolData()
     if split in (None, "test"):
-        data.test = pranet_test_sets(root, eval_size, transform=eval_tf)
+        test_root = root / "TestDataset"
+        data.test = {
+            name: _evaluation_set(config, test_root / name)
+            for name in PRANET_TEST_SETS
+            if (test_root / name).is_dir()
+        }
+        if not data.test:
+            raise DataError(f"{test_root} holds none of the sets {PRANET_TEST_SETS}")
     if split in (None, "val"):
-        full_eval = PolypDataset(train_root, eval_size, transform=eval_tf)
+        # model selection during training: the cached pipeline; `ssformer val --split val`:
+        # the recipe's
+        full_eval = (
+            PolypDataset(train_root, eval_size, transform=eval_tf)
+            if split is None
+            else _evaluation_set(config, train_root)
+        )
         held_out, rest = holdout_indices(
             len(full_eval), config.dataset.val_fraction, config.dataset.split.seed
         )

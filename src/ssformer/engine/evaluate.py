@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssformer.data.protocols import build_datasets
+from ssformer.data.recipes import toolbox_map
 from ssformer.engine.runtime import resolve_device, resolve_workers
 from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
@@ -125,9 +126,26 @@ def predict_probability(
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False
-    )
+    """In order; where the inputs differ in size (the study's aspect-kept resize), each batch
+    holds images of one size (in order of first appearance)."""
+    base, indices = dataset, list(range(len(dataset)))
+    while isinstance(base, Subset):
+        indices = [base.indices[i] for i in indices]
+        base = base.dataset
+    input_size = getattr(base, "input_size", None)
+    if input_size is None or batch_size == 1:
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=False
+        )
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, index in enumerate(indices):
+        groups.setdefault(input_size(index), []).append(position)
+    batches = [
+        members[start : start + batch_size]
+        for members in groups.values()
+        for start in range(0, len(members), batch_size)
+    ]
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers)
 
 
 @torch.no_grad()
@@ -164,6 +182,7 @@ def evaluate(
     while isinstance(base, Subset):
         base = base.dataset
     names = list(getattr(base, "names", []))
+    toolbox = getattr(base, "recipe", None) == "pranet-toolbox"
     per_image: list[dict[str, Any]] = []
     batches: Iterable[dict[str, Any]] = _loader(dataset, batch_size, workers)
     if progress:
@@ -185,11 +204,17 @@ def evaluate(
                     continue
                 gt = torch.from_numpy(base.original_mask(index)).to(prob.device)
                 full = resize_probability(prob, tuple(gt.shape)).clamp_(0.0, 1.0)
-                values = evaluator.update(full, gt)
+                saved = (
+                    toolbox_map(torch.logit(prob.double(), eps=1e-12), tuple(gt.shape))
+                    if toolbox
+                    else None
+                )
+                values = evaluator.update(full, gt, saved_map=saved)
                 name = names[index] if index < len(names) else str(index)
-                per_image.append({"name": name, **values})
+                per_image.append({"index": index, "name": name, **values})
     finally:
         model.train(was_training)
+    per_image.sort(key=lambda item: item.pop("index"))  # size-grouped batches: back in order
     num_images = len(per_image) if per_image_wanted else evaluator.num_pooled
     results = {key: value for key, value in evaluator.compute().items() if key in wanted}
     return EvalOutput(metrics=results, per_image=per_image, num_images=num_images)
@@ -216,16 +241,19 @@ def write_eval_json(
     output: EvalOutput,
     msf: MSFConfig | None,
     image_size: Sequence[int],
+    recipe: str | None = None,
     epoch: int | None = None,
 ) -> Path:
     """Write one evaluation as JSON (the layout :mod:`ssformer.report.runs` reads), atomically.
-    ``epoch``: the training epoch of the weights, when known."""
+    ``recipe``: the evaluation pipeline (``EVAL.RECIPE``); ``epoch``: the training epoch of the
+    weights, when known."""
     payload = {
         "split": split,
         "dataset": dataset,
         "weights": str(weights),
         "image_size": list(image_size),
         "msf": bool(msf and msf.enable),
+        "recipe": recipe,
         "num_images": output.num_images,
         "metrics": {k: (v if math.isfinite(v) else None) for k, v in output.metrics.items()},
         "conventions": {k: METRIC_CONVENTIONS[k] for k in output.metrics},
@@ -289,7 +317,8 @@ def run_evaluation(
         echo(
             format_metrics_table(
                 output.metrics,
-                title=f"{dataset_name} {split} ({output.num_images} images), weights {path}"
+                title=f"{dataset_name} {split} ({output.num_images} images, recipe "
+                f"{config.eval.recipe}), weights {path}"
                 + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
             )
         )
@@ -309,6 +338,7 @@ def run_evaluation(
             output=output,
             msf=msf,
             image_size=config.eval.image_size,
+            recipe=config.eval.recipe,
         )
         echo(f"{'replaced' if existed else 'wrote'} {target}")
     return results

@@ -655,6 +655,7 @@ def _score_test(run: _Run, model: nn.Module, best_epoch: int | None) -> dict[str
                 output=output,
                 msf=msf,
                 image_size=run.config.eval.image_size,
+                recipe=run.config.eval.recipe,
                 epoch=best_epoch,
             )
             shown = ("mDice", "mIoU", "Dice@0.5", "mIoU_2cls", "mDice_2cls")

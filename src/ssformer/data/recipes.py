@@ -1,0 +1,196 @@
+"""Evaluation inputs exactly as each original pipeline prepares them (``EVAL.RECIPE``).
+
+Every number printed beside a published one must come from the pipeline its source used; the
+resize rule, the resampling library and the ground-truth rule all move the numbers. Per recipe,
+:class:`RecipeEvalDataset` gives the model input, the label at the input size (for the pooled
+2-class metrics) and the original mask pixels (each metric convention takes its own GT rule
+from them, see :class:`ssformer.metrics.SegmentationEvaluator`):
+
+- ``study``: the reproduction study's ``semseg`` framework (``get_val_augmentation``, its
+  ``Resize`` and its Kvasir / CVC-ClinicDB datasets): image and mask read as stored
+  (``torchvision.io.read_image``), the shorter side scaled to ``EVAL.IMAGE_SIZE[0]`` with
+  Python ``round``, then both sides resized up to the next multiple of 32 (two resizes:
+  image bilinear, mask nearest, torchvision on uint8 tensors, no antialiasing, as its
+  torchvision did for tensors); label = ``(mask[0] / 255).long()``, i.e. polyp only where the
+  mask's first channel is exactly 255. 530x622 -> 352x416, 1072x1350 -> 352x448,
+  288x384 -> 352x480.
+- ``official``: the SSFormer repository's ``test.py`` (``utils/test_dataset.py``): the RGB image
+  resized to ``EVAL.IMAGE_SIZE`` by PIL ``Image.resize(BILINEAR)``; GT ``convert("L")`` at the
+  original size.
+- ``pranet-toolbox``: the same input as ``official`` (PraNet's ``transforms.Resize`` on a PIL
+  image is PIL bilinear); the prediction is then saved as an 8-bit map and read back as the
+  PraNet toolbox does (:func:`toolbox_map`, applied by the evaluation).
+
+All three normalise with the ImageNet mean and std after dividing by 255.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ssformer.data.datasets import find_pairs
+from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ssformer.errors import ConfigError, DataError
+from ssformer.registry import EVAL_RECIPES
+
+__all__ = [
+    "RecipeEvalDataset",
+    "read_mask_pixels",
+    "study_eval_size",
+    "study_resize",
+    "toolbox_map",
+]
+
+_MEAN = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
+_STD = torch.from_numpy(IMAGENET_STD)[:, None, None]
+
+
+def study_eval_size(height: int, width: int, size: int = 352) -> tuple[tuple[int, int], ...]:
+    """The study ``Resize``'s two target sizes for an image of ``height x width``: the shorter
+    side scaled to ``size`` (Python ``round``), then each side up to a multiple of 32."""
+    factor = size / min(height, width)
+    first = (round(height * factor), round(width * factor))
+    aligned = (math.ceil(first[0] / 32) * 32, math.ceil(first[1] / 32) * 32)
+    return first, aligned
+
+
+def _resize_uint8(array: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """torchvision's ``TF.resize`` of a uint8 ``[C, H, W]`` tensor as the study's torchvision
+    did it (no antialiasing): interpolate in float32, round, back to uint8; ``nearest`` is the
+    legacy nearest. (torchvision >= 0.16's v2 kernels resize uint8 natively and round
+    differently, for a fifth of the pixels by one grey level.)"""
+    x = array[None].to(torch.float32)
+    if mode == "bilinear":
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False).round_()
+    else:
+        x = F.interpolate(x, size=tuple(size), mode="nearest")
+    return x[0].clamp_(0, 255).to(torch.uint8)
+
+
+def study_resize(
+    image: torch.Tensor, mask: torch.Tensor, size: int = 352
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The study's ``Resize(size)`` of a uint8 image ``[3, H, W]`` and mask ``[C, H, W]``."""
+    first, aligned = study_eval_size(image.shape[1], image.shape[2], size)
+    image = _resize_uint8(_resize_uint8(image, first, "bilinear"), aligned, "bilinear")
+    mask = _resize_uint8(_resize_uint8(mask, first, "nearest"), aligned, "nearest")
+    return image, mask
+
+
+def read_mask_pixels(path: Path) -> np.ndarray:
+    """The mask's grey pixels as PIL ``convert("L")`` gives them, uint8 ``[H, W]`` (the
+    official ``test.py`` and the toolbox's GT; each convention binarises them its own way)."""
+    return np.array(_open(path).convert("L"))
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(
+            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
+        ) from error
+    return image
+
+
+def _as_chw(array: np.ndarray) -> torch.Tensor:
+    """``read_image``'s layout: uint8 ``[C, H, W]`` with the file's own channels."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.array(array.transpose(2, 0, 1)))
+
+
+def _normalise(image: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[3, H, W]`` -> float32, / 255, ImageNet mean and std."""
+    return (image.to(torch.float32) / 255.0 - _MEAN) / _STD
+
+
+def toolbox_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The 8-bit map that PraNet / Polyp-PVT save and the PraNet toolbox reads.
+
+    ``logits`` ``[h, w]`` of the polyp channel (a 2-class model: its polyp probability as a
+    logit); resized bilinearly (``align_corners=False``) to ``size``, sigmoid, min-max
+    normalised with ``+ 1e-8`` in float32, times 255 and rounded half to even as
+    ``cv2.imwrite`` does: uint8 ``[H, W]``.
+    """
+    x = logits.float().reshape(1, 1, *logits.shape[-2:])
+    res = torch.sigmoid(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
+    res = res[0, 0]
+    res = (res - res.min()) / (res.max() - res.min() + 1e-8)
+    return torch.round(res * 255.0).clamp_(0, 255).to(torch.uint8)
+
+
+class RecipeEvalDataset(Dataset):
+    """The image/mask pairs of ``root`` as evaluation recipe ``recipe`` feeds them.
+
+    Items: ``image`` (normalised float32 ``[3, h, w]``: the model input), ``mask`` (float32
+    ``[1, h, w]`` 0/1 at the input size: the pooled 2-class label of the recipe) and ``index``.
+    ``original_mask(index)`` gives the original mask's grey pixels (uint8). Under ``study``
+    the input size follows each image's aspect ratio, so batches hold one size only (see
+    :meth:`input_size`).
+    """
+
+    def __init__(self, root: Path, recipe: str, image_size: tuple[int, int]) -> None:
+        if recipe not in EVAL_RECIPES:
+            raise ConfigError(f"EVAL.RECIPE={recipe!r} is not one of {', '.join(EVAL_RECIPES)}")
+        self.root = Path(root)
+        self.recipe = recipe
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.pairs = find_pairs(self.root)
+        self.names: list[str] = [image.stem for image, _ in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def input_size(self, index: int) -> tuple[int, int]:
+        """``(h, w)`` of item ``index``'s model input (read from the image header)."""
+        if self.recipe != "study":
+            return self.image_size
+        with Image.open(self.pairs[index][0]) as image:
+            width, height = image.size
+        return study_eval_size(height, width, self.image_size[0])[1]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, mask_path = self.pairs[index]
+        if self.recipe == "study":
+            image, mask = self._study_item(image_path, mask_path)
+        else:
+            image, mask = self._official_item(image_path, mask_path)
+        return {"image": image, "mask": mask, "index": index}
+
+    def _study_item(self, image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        image = _as_chw(np.asarray(_open(image_path)))
+        mask = _as_chw(np.asarray(_open(mask_path)))
+        if image.shape[0] != 3:
+            image = _as_chw(np.asarray(_open(image_path).convert("RGB")))
+        if image.shape[1:] != mask.shape[1:]:
+            raise DataError(f"{image_path.name} and its mask {mask_path} differ in size")
+        image, mask = study_resize(image, mask, self.image_size[0])
+        label = (mask[0:1] == 255).to(torch.float32)  # (mask[0] / 255).long()
+        return _normalise(image), label
+
+    def _official_item(
+        self, image_path: Path, mask_path: Path
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = self.image_size
+        rgb = _open(image_path).convert("RGB").resize((w, h), Image.BILINEAR)
+        image = _normalise(_as_chw(np.asarray(rgb)))
+        grey = _open(mask_path).convert("L").resize((w, h), Image.NEAREST)
+        label = torch.from_numpy(np.asarray(grey) > 128)[None].to(torch.float32)
+        return image, label
+
+    def original_mask(self, index: int) -> np.ndarray:
+        """The original mask's grey pixels, uint8 ``[H, W]`` (:func:`read_mask_pixels`)."""
+        return read_mask_pixels(self.pairs[index][1])
+
+    def __repr__(self) -> str:
+        return f"RecipeEvalDataset(root={str(self.root)!r}, recipe={self.recipe!r}, n={len(self)})"
