@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ssformer.cli import main
+from ssformer.data.split import split_dataset
 from ssformer.errors import ConfigError
 from ssformer.report import build_report
 from ssformer.report.conventions import CONVENTIONS, find_published, load_published
@@ -33,6 +34,45 @@ STUDY = {
 }
 
 
+def _tiny_pairs(folder: Path, stems: list[str]) -> None:
+    """``images/`` + ``masks/`` of 1x1 PNGs named ``stems``: a data set's file list, no more."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir(parents=True)
+    pixel = bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010800000000"
+        "3a7e9b550000000a49444154789c6360000000020001e221bc330000000049454e44ae426082"
+    )
+    for stem in stems:
+        (folder / "images" / f"{stem}.png").write_bytes(pixel)
+        (folder / "masks" / f"{stem}.png").write_bytes(pixel)
+
+
+def kvasir_ids(count: int) -> list[str]:
+    """Names of the Kvasir-SEG kind (25 characters, ``cju...``)."""
+    return [f"cju{index:022d}" for index in range(count)]
+
+
+@pytest.fixture(scope="module")
+def kvasir_split(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A split made by ``ssformer split`` of 1000 files named like Kvasir-SEG: the evidence a
+    real download gives (the report reads it from ``ROOT/split.json``)."""
+    base = tmp_path_factory.mktemp("kvasir")
+    _tiny_pairs(base / "Kvasir-SEG", kvasir_ids(1000))
+    return str(split_dataset(base / "Kvasir-SEG", base / "split").output)
+
+
+@pytest.fixture(scope="module")
+def pranet_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The PraNet benchmark's layout with its published counts (1x1 images)."""
+    from ssformer.data.layout import PRANET
+
+    root = tmp_path_factory.mktemp("pranet") / "PraNet"
+    _tiny_pairs(root / "TrainDataset", [f"t{i}" for i in range(PRANET.train_count)])
+    for name, count in PRANET.test_counts.items():
+        _tiny_pairs(root / "TestDataset" / name, [f"{name}{i}" for i in range(count)])
+    return str(root)
+
+
 def write_run(
     folder: Path,
     model: str,
@@ -43,6 +83,7 @@ def write_run(
     protocol: str = "split",
     root: str = "data/nowhere",
     per_image: list[dict[str, object]] | None = None,
+    recipe: str | None = "study",
 ) -> Path:
     folder.mkdir(parents=True)
     config = {
@@ -80,6 +121,7 @@ def write_run(
             "mDice_2cls": mdice,
         },
         "msf": False,
+        "recipe": recipe,
         "per_image": per_image
         if per_image is not None
         else [{"name": f"img{i}", "Dice@0.5": 0.5 + 0.05 * i, "IoU@0.5": 0.4} for i in range(6)],
@@ -89,12 +131,12 @@ def write_run(
 
 
 @pytest.fixture()
-def four_runs(tmp_path: Path) -> Path:
+def four_runs(tmp_path: Path, kvasir_split: str) -> Path:
     root = tmp_path / "runs"
     for (model, backbone), scores in OURS.items():
         # the engine's layout: SAVE_DIR/<NAME>_<BACKBONE>_<DATASET.NAME>/<timestamp>
         folder = root / "kvasir" / f"{model}_{backbone}_Kvasir" / "20261125-120000"
-        write_run(folder, model, backbone, scores=scores)
+        write_run(folder, model, backbone, scores=scores, root=kvasir_split)
     return root
 
 
@@ -169,13 +211,68 @@ def test_synthetic_run_has_no_published_counterpart(tmp_path: Path) -> None:
     assert "Kvasir-SEG" not in md.split("## Metric conventions")[0]
 
 
-def test_broken_runs_are_flagged_not_fatal(four_runs: Path, tmp_path: Path) -> None:
-    corrupt = write_run(tmp_path / "more" / "corrupt", "SegFormer", "MiT-B2", scores=(85.5, 92.2))
+def _deltas(run: Path, out: Path) -> list[dict[str, str]]:
+    build_report([run], out, predictions=False, model_sizes=False)
+    return read_csv(out / "results.csv")
+
+
+def test_synthetic_data_named_kvasir_gets_no_published_number(tmp_path: Path) -> None:
+    from ssformer.data.synthetic import generate_synthetic_dataset
+
+    data = generate_synthetic_dataset(tmp_path / "frames", n=10, size=32, seed=1)
+    split = split_dataset(data, tmp_path / "kvasir-split", (0.6, 0.2, 0.2), 1337).output
+    run = write_run(tmp_path / "run", "PLDSegFormer", "MiT-B0", dataset="Kvasir", root=str(split))
+    rows = _deltas(run, tmp_path / "report")
+    assert rows and all(r["published"] == "" and r["difference"] == "" for r in rows)
+    assert all(r["train_data"] == "synthetic" for r in rows)
+    md = (tmp_path / "report" / "results.md").read_text(encoding="utf-8")
+    assert "Kvasir-SEG" not in md.split("## Metric conventions")[0]
+    png = (tmp_path / "report" / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_custom_or_unverified_data_and_other_recipes_get_no_delta(
+    tmp_path: Path, kvasir_split: str
+) -> None:
+    custom = tmp_path / "custom"
+    _tiny_pairs(custom, [f"frame{i}" for i in range(20)])
+    split = split_dataset(custom, tmp_path / "custom-split", (0.6, 0.2, 0.2), 1337).output
+    for name, root, recipe, label in (
+        ("custom", str(split), "study", "Kvasir-SEG (custom, unverified)"),
+        ("nowhere", "data/nowhere", "study", "Kvasir-SEG (custom, unverified)"),
+        ("short", _kvasir_subset(tmp_path), "study", "Kvasir-SEG (custom, unverified)"),
+        ("official-recipe", kvasir_split, "official", "Kvasir-SEG"),
+    ):
+        run = write_run(tmp_path / f"run-{name}", "SegFormer", "MiT-B0", root=root, recipe=recipe)
+        rows = _deltas(run, tmp_path / f"report-{name}")
+        assert rows and all(r["difference"] == "" for r in rows), name
+        assert {r["train_data"] for r in rows} == {label}, name
+    # the same run on the verified split with the study's recipe is compared
+    run = write_run(tmp_path / "verified", "SegFormer", "MiT-B0", root=kvasir_split)
+    assert all(r["difference"] != "" for r in _deltas(run, tmp_path / "report-verified"))
+
+
+def _kvasir_subset(tmp_path: Path) -> str:
+    """Kvasir-SEG ids, but 100 of them: not the published data set."""
+    _tiny_pairs(tmp_path / "kvasir-100", kvasir_ids(100))
+    return str(split_dataset(tmp_path / "kvasir-100", tmp_path / "k100-split").output)
+
+
+def test_broken_runs_are_flagged_not_fatal(
+    four_runs: Path, tmp_path: Path, kvasir_split: str
+) -> None:
+    corrupt = write_run(
+        tmp_path / "more" / "corrupt", "SegFormer", "MiT-B2", scores=(85.5, 92.2), root=kvasir_split
+    )
     (corrupt / "metrics.jsonl").write_text(
         '{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "tr', encoding="utf-8"
     )
     missing = write_run(
-        tmp_path / "more" / "missing", "PLDSegFormer", "MiT-B2", scores=(85.7, 92.3)
+        tmp_path / "more" / "missing",
+        "PLDSegFormer",
+        "MiT-B2",
+        scores=(85.7, 92.3),
+        root=kvasir_split,
     )
     (missing / "metrics.jsonl").unlink()
     garbage = write_run(tmp_path / "more" / "garbage", "PLDSegFormer", "MiT-B3")
@@ -242,9 +339,17 @@ def test_published_lookup_needs_the_same_convention_and_protocol() -> None:
     assert study is not None and study.values == {"mIoU": 92.35, "mDice": 96.02}
 
 
-def test_pranet_run_compares_official_and_paper_conventions(tmp_path: Path) -> None:
+def test_pranet_run_compares_official_and_paper_conventions(
+    tmp_path: Path, pranet_root: str
+) -> None:
     run = write_run(
-        tmp_path / "pranet-run", "SSFormer", "MiT-B4", dataset="PraNet", protocol="pranet"
+        tmp_path / "pranet-run",
+        "SSFormer",
+        "MiT-B4",
+        dataset="PraNet",
+        protocol="pranet",
+        root=pranet_root,
+        recipe="pranet-toolbox",
     )
     evaluation = json.loads((run / "eval_test.json").read_text(encoding="utf-8"))
     evaluation["dataset"] = "CVC-ColonDB"

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ssformer.data.identity import identify_dataset
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
@@ -231,6 +232,7 @@ def split_dataset(
         "parameters": parameters,
         "source_dirs": {"images": images_dir.name, "masks": masks_dir.name},
         "counts": {s: len(chunks[s]) for s in SPLIT_NAMES},
+        "identity": identify_dataset([n for names in chunks.values() for n in names]).to_dict(),
         "files": result.files,
         "pairs": records,
     }

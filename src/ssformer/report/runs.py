@@ -48,6 +48,7 @@ class EvalResult:
     per_image: list[dict[str, Any]]
     msf: bool = False
     num_images: int | None = None
+    recipe: str | None = None  # EVAL.RECIPE of the evaluation (None: written before recipes)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class RunRecord:
     evals: list[EvalResult] = field(default_factory=list)
     checkpoint: Path | None = None
     problems: list[str] = field(default_factory=list)
+    verified_data: str | None = None  # the published data set its files were verified as
+    data_note: str = ""  # why the data is (not) verified
 
     @property
     def head(self) -> str:
@@ -75,7 +78,12 @@ class RunRecord:
     @property
     def is_synthetic(self) -> bool:
         """True for runs on generated data, which have no published counterpart."""
-        return self.dataset == "synthetic"
+        return self.dataset == "synthetic" or self.verified_data == "synthetic"
+
+    @property
+    def data_is_verified(self) -> bool:
+        """The run's data was verified to be the published data set its name says."""
+        return self.verified_data is not None and self.verified_data == self.dataset
 
     def test_evals(self) -> list[EvalResult]:
         """Evaluations of the test split (one per test set)."""
@@ -139,12 +147,40 @@ def _read_config(run: RunRecord) -> None:
     run.dataset = canonical_dataset(_lookup(config, "DATASET.NAME"))
     root = _lookup(config, "DATASET.ROOT")
     run.dataset_root = str(root) if root else None
-    if run.dataset_root and "synthetic" in run.dataset_root.lower():
-        run.dataset = "synthetic"  # generated data, whatever DATASET.NAME says
     if run.dataset == "unknown":
         run.problems.append(f"{CONFIG_FILE} has no DATASET.NAME")
     protocol = _lookup(config, "DATASET.PROTOCOL")
     run.protocol = canonical_protocol(protocol if isinstance(protocol, str) else None)
+    run.verified_data, run.data_note = verify_run_data(run.dataset_root, protocol, run.dataset)
+
+
+def verify_run_data(root: str | None, protocol: Any, dataset: str) -> tuple[str | None, str]:
+    """``(verified_as, note)``: what the run's data folder is, from evidence on disk.
+
+    ``split``: the identity ``ssformer split`` recorded in ``ROOT/split.json`` (file names and
+    count, :mod:`ssformer.data.identity`); ``pranet``: the PraNet benchmark's published counts
+    of TrainDataset and the five test sets. Missing evidence gives ``None`` (unverified).
+    """
+    if not root or not Path(root).is_dir():
+        return None, f"DATASET.ROOT {root} is not here to check"
+    if protocol == "pranet":
+        from ssformer.data.layout import PRANET, verify_pranet
+        from ssformer.errors import DataError
+
+        try:
+            verify_pranet(Path(root), PRANET.train_count, PRANET.test_counts)
+        except DataError as error:
+            return None, f"not the PraNet benchmark: {error}"
+        return dataset, "the PraNet benchmark's published counts"
+    manifest = Path(root) / "split.json"
+    try:
+        identity = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        identity = None
+    if not isinstance(identity, dict):
+        return None, f"no data identity in {manifest} (split with a newer `ssformer split`)"
+    verified = identity.get("verified_as")
+    return (verified if isinstance(verified, str) else None), str(identity.get("reason", ""))
 
 
 def _finite_numbers(values: dict[str, Any]) -> dict[str, float]:
@@ -214,6 +250,7 @@ def _read_evals(run: RunRecord) -> None:
                 else [],
                 msf=bool(msf) if isinstance(msf, bool) else path.stem.endswith("_msf"),
                 num_images=count if isinstance(count, int) else None,
+                recipe=data.get("recipe") if isinstance(data.get("recipe"), str) else None,
             )
         )
     if not run.test_evals():

@@ -77,6 +77,32 @@ def dataset_label(train_data: str, test_set: str, msf: bool = False) -> str:
     return f"{label} + MSF" if msf else label
 
 
+CONVENTION_RECIPES: dict[str, tuple[str, ...]] = {
+    "pooled-2-class-mean-x100": ("study",),
+    "per-image-foreground": ("pranet-toolbox",),
+    "pranet-toolbox": ("pranet-toolbox",),
+    "official-test-py": ("official", "pranet-toolbox"),
+}
+"""The evaluation recipes (``EVAL.RECIPE``) whose numbers follow each published convention: the
+pipeline its published numbers came from (both ``official`` and ``pranet-toolbox`` compute
+``official_*`` from the official test.py's input)."""
+
+
+def recipe_fits(recipe: str | None, convention: str) -> bool:
+    """Whether an evaluation made with ``recipe`` may be compared under ``convention``."""
+    return recipe is not None and recipe in CONVENTION_RECIPES.get(convention, ())
+
+
+def _data_label(run: RunRecord) -> str:
+    """The run's data as the tables name it: the published name only when verified."""
+    if run.is_synthetic:
+        return "synthetic"
+    if run.data_is_verified:
+        return run.dataset
+    kind = "custom" if run.verified_data is None else f"verified as {run.verified_data}"
+    return f"{run.dataset} ({kind}, unverified)"
+
+
 def conventions_for(run: RunRecord, test_set: str, published: list[PublishedResult]) -> list[str]:
     """Conventions to show for a run's test set: the protocol's primary one, plus every
     convention that has a published number for exactly this run."""
@@ -103,7 +129,8 @@ def compare_runs(runs: list[RunRecord], published: list[PublishedResult]) -> lis
             for convention_name in conventions_for(run, result.test_set, published):
                 convention = CONVENTIONS[convention_name]
                 match = None
-                if not run.is_synthetic:
+                comparable = run.data_is_verified and recipe_fits(result.recipe, convention_name)
+                if comparable and not run.is_synthetic:
                     match = find_published(
                         published,
                         protocol=run.protocol,
@@ -123,8 +150,11 @@ def compare_runs(runs: list[RunRecord], published: list[PublishedResult]) -> lis
                         Comparison(
                             run=run.name,
                             protocol=run.protocol,
-                            train_data=run.dataset,
-                            test_set=result.test_set,
+                            train_data=_data_label(run),
+                            # the split protocol tests on the run's own data: named as it
+                            test_set=_data_label(run)
+                            if result.test_set == run.dataset
+                            else result.test_set,
                             model=run.model,
                             head=run.head,
                             backbone=run.backbone,
