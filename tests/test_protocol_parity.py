@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ssformer.config import Config, load_config
-from ssformer.data.recipes import study_eval_size
+from ssformer.data.study_resize import study_eval_size
 from ssformer.engine.evaluate import run_evaluation
 from ssformer.models import build_model, save_checkpoint_file
 

@@ -24,6 +24,8 @@ __all__ = [
     "BACKBONE_SPECS",
     "DATASET_DOWNLOADS",
     "EVAL_RECIPES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "IMAGE_DIR_NAMES",
     "IMAGE_SUFFIXES",
     "LOSSES",
@@ -141,6 +143,11 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".b
 IMAGE_DIR_NAMES: tuple[str, ...] = ("images", "image", "Original")
 """Names of a data set's image folder (Kvasir layout, PraNet's TrainDataset, raw CVC-ClinicDB)."""
 MASK_DIR_NAMES: tuple[str, ...] = ("masks", "mask", "Ground Truth")
+
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+"""The normalisation of every recipe (after dividing by 255): ImageNet's mean and std."""
 
 
 # ----------------------------------------------------------------------------- lookups

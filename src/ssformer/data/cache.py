@@ -21,8 +21,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
+from ssformer.data.study_resize import study_resize
 from ssformer.errors import DataError
 
 __all__ = [
@@ -103,8 +105,35 @@ def load_resized_pair(
     return resize_pair(image, mask, size)
 
 
-def _fingerprint(image_path: Path, mask_path: Path, size: tuple[int, int]) -> str:
-    parts = [_CACHE_FORMAT, f"{size[0]}x{size[1]}"]
+def load_study_pair(
+    image_path: Path, mask_path: Path, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pair as the study's training pipeline starts from it: read as stored (the mask's first
+    channel, raw values), then its ``Resize`` (aspect kept, shorter side ``size[0]``, sides up
+    to multiples of 32): ``(uint8 [h,w,3], uint8 [h,w])``."""
+    image = decode_image(image_path)
+    with Image.open(mask_path) as raw:
+        mask = np.asarray(raw if raw.mode in ("L", "RGB", "RGBA") else raw.convert("L"))
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(
+            f"{image_path.name} is {image.shape[1]}x{image.shape[0]} but its mask "
+            f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; fix or remove the pair"
+        )
+    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    image_t, mask_t = study_resize(image_t, torch.from_numpy(mask.copy())[None], size[0])
+    return image_t.permute(1, 2, 0).numpy(), mask_t[0].numpy()
+
+
+RESIZE_RULES = {"square": load_resized_pair, "study": load_study_pair}
+"""How a cached pair is made from the files: ``square`` (resized to ``size``, mask as 0..255
+coverage of ``> 128``) or ``study`` (the study's ``Resize``, raw mask values kept)."""
+
+
+def _fingerprint(
+    image_path: Path, mask_path: Path, size: tuple[int, int], rule: str = "square"
+) -> str:
+    parts = [_CACHE_FORMAT, f"{size[0]}x{size[1]}"] + ([rule] if rule != "square" else [])
     for path in (image_path, mask_path):
         stat = path.stat()
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -118,9 +147,12 @@ class PairCache:
     cache falls back to memory with a warning.
     """
 
-    def __init__(self, folder: Path | None, size: tuple[int, int]) -> None:
+    def __init__(self, folder: Path | None, size: tuple[int, int], rule: str = "square") -> None:
         self.size = (int(size[0]), int(size[1]))
-        self.folder = None if folder is None else Path(folder) / f"{self.size[0]}x{self.size[1]}"
+        self.rule = rule
+        self._load = RESIZE_RULES[rule]
+        tag = f"{self.size[0]}x{self.size[1]}" + ("" if rule == "square" else f"-{rule}")
+        self.folder = None if folder is None else Path(folder) / tag
         self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self.hits = 0
@@ -140,7 +172,7 @@ class PairCache:
         """The resized pair, from the cache when its entry is current."""
         image_path, mask_path = Path(image_path), Path(mask_path)
         try:
-            key = _fingerprint(image_path, mask_path, self.size)
+            key = _fingerprint(image_path, mask_path, self.size, self.rule)
         except OSError as error:
             raise DataError(f"cannot read {error.filename}: {error.strerror}") from error
         stem = image_path.stem
@@ -151,11 +183,12 @@ class PairCache:
             stacked = np.load(entry, allow_pickle=False)
         except (OSError, ValueError):
             stacked = None
-        if stacked is not None and stacked.shape == (*self.size, 4):
+        fits = stacked is not None and stacked.ndim == 3 and stacked.shape[2] == 4
+        if fits and (self.rule != "square" or stacked.shape[:2] == self.size):
             self.hits += 1
             return stacked[..., :3], stacked[..., 3]
         self.misses += 1
-        image, mask = load_resized_pair(image_path, mask_path, self.size)
+        image, mask = self._load(image_path, mask_path, self.size)
         try:
             self._store(entry, stem, np.concatenate([image, mask[..., None]], axis=2))
         except OSError as error:
@@ -176,7 +209,7 @@ class PairCache:
             self.hits += 1
             return hit
         self.misses += 1
-        pair = load_resized_pair(image_path, mask_path, self.size)
+        pair = self._load(image_path, mask_path, self.size)
         with self._lock:
             self._memory[key] = pair
         return pair

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.data.cache import CACHE_DIR_NAME, PairCache, decode_mask, load_resized_pair
+from ssformer.data.cache import CACHE_DIR_NAME, RESIZE_RULES, PairCache, decode_mask
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
@@ -105,6 +105,7 @@ class PolypDataset(torch.utils.data.Dataset):
         transform: PairTransform | None = None,
         cache: bool = True,
         cache_dir: Path | None = None,
+        resize: str = "square",
     ) -> None:
         self.root = Path(root)
         self.image_size = _as_size(image_size)
@@ -113,10 +114,13 @@ class PolypDataset(torch.utils.data.Dataset):
         self.transform: PairTransform = (
             transform if transform is not None else build_eval_transform(self.image_size)
         )
+        if resize not in RESIZE_RULES:
+            raise DataError(f"resize rule {resize!r}: choose one of {', '.join(RESIZE_RULES)}")
+        self.resize = resize
         self.cache: PairCache | None = None
         if cache:
             folder = Path(cache_dir) if cache_dir is not None else self.root / CACHE_DIR_NAME
-            self.cache = PairCache(folder, self.image_size)
+            self.cache = PairCache(folder, self.image_size, resize)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -126,7 +130,7 @@ class PolypDataset(torch.utils.data.Dataset):
         image_path, mask_path = self.pairs[index]
         if self.cache is not None:
             return self.cache.get(image_path, mask_path)
-        return load_resized_pair(image_path, mask_path, self.image_size)
+        return RESIZE_RULES[self.resize](image_path, mask_path, self.image_size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self.pairs):

@@ -67,6 +67,12 @@ def build_datasets(config: Config, split: str | None = None) -> ProtocolData:
     return _split(config, root, split)
 
 
+def _resize_rule(config: Config) -> str:
+    """The cached pairs the training augmentation starts from: the study's augmentation starts
+    from its aspect-kept ``Resize``, the official one from a square pair."""
+    return "study" if config.train.augment == "study" else "square"
+
+
 def _evaluation_set(config: Config, folder: Path) -> RecipeEvalDataset:
     """``folder`` as ``EVAL.RECIPE`` prepares it (:mod:`ssformer.data.recipes`)."""
     return RecipeEvalDataset(folder, str(config.eval.recipe), tuple(config.eval.image_size))
@@ -96,7 +102,9 @@ def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
     train_size = tuple(config.train.image_size)
     train_tf = build_train_transform(train_size, config.train.augment)
     return ProtocolData(
-        train=PolypDataset(root / "train", train_size, transform=train_tf),
+        train=PolypDataset(
+            root / "train", train_size, transform=train_tf, resize=_resize_rule(config)
+        ),
         val={"val": PolypDataset(root / "val", eval_size, transform=eval_tf)},
         test={"test": _evaluation_set(config, root / "test")},
     )
@@ -131,6 +139,8 @@ def _pranet(config: Config, root: Path, split: str | None) -> ProtocolData:
         if split is None:
             train_size = tuple(config.train.image_size)
             train_tf = build_train_transform(train_size, config.train.augment)
-            full_train = PolypDataset(train_root, train_size, transform=train_tf)
+            full_train = PolypDataset(
+                train_root, train_size, transform=train_tf, resize=_resize_rule(config)
+            )
             data.train = Subset(full_train, rest)
     return data

@@ -26,7 +26,6 @@ All three normalise with the ImageNet mean and std after dividing by 255.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ssformer.data.datasets import find_pairs
+from ssformer.data.study_resize import study_eval_size, study_resize
 from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssformer.errors import ConfigError, DataError
 from ssformer.registry import EVAL_RECIPES
@@ -44,45 +44,11 @@ from ssformer.registry import EVAL_RECIPES
 __all__ = [
     "RecipeEvalDataset",
     "read_mask_pixels",
-    "study_eval_size",
-    "study_resize",
     "toolbox_map",
 ]
 
 _MEAN = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
 _STD = torch.from_numpy(IMAGENET_STD)[:, None, None]
-
-
-def study_eval_size(height: int, width: int, size: int = 352) -> tuple[tuple[int, int], ...]:
-    """The study ``Resize``'s two target sizes for an image of ``height x width``: the shorter
-    side scaled to ``size`` (Python ``round``), then each side up to a multiple of 32."""
-    factor = size / min(height, width)
-    first = (round(height * factor), round(width * factor))
-    aligned = (math.ceil(first[0] / 32) * 32, math.ceil(first[1] / 32) * 32)
-    return first, aligned
-
-
-def _resize_uint8(array: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    """torchvision's ``TF.resize`` of a uint8 ``[C, H, W]`` tensor as the study's torchvision
-    did it (no antialiasing): interpolate in float32, round, back to uint8; ``nearest`` is the
-    legacy nearest. (torchvision >= 0.16's v2 kernels resize uint8 natively and round
-    differently, for a fifth of the pixels by one grey level.)"""
-    x = array[None].to(torch.float32)
-    if mode == "bilinear":
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False).round_()
-    else:
-        x = F.interpolate(x, size=tuple(size), mode="nearest")
-    return x[0].clamp_(0, 255).to(torch.uint8)
-
-
-def study_resize(
-    image: torch.Tensor, mask: torch.Tensor, size: int = 352
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The study's ``Resize(size)`` of a uint8 image ``[3, H, W]`` and mask ``[C, H, W]``."""
-    first, aligned = study_eval_size(image.shape[1], image.shape[2], size)
-    image = _resize_uint8(_resize_uint8(image, first, "bilinear"), aligned, "bilinear")
-    mask = _resize_uint8(_resize_uint8(mask, first, "nearest"), aligned, "nearest")
-    return image, mask
 
 
 def read_mask_pixels(path: Path) -> np.ndarray:

@@ -1,27 +1,21 @@
 """Joint image/mask transforms on resized uint8 arrays (the output of the data cache).
 
-Two training recipes:
+Two training recipes (``TRAIN.AUGMENT``):
 
-``official`` (the SSFormer repository's ``configs/train.yaml`` + ``utils/custom_transforms.py``):
-resize 352; with p=0.5 scale by s ~ U(0.75, 1.25) about the centre and crop/pad back to 352;
-left-right and up-down flips, each p=0.5; with p=0.5 rotate by an integer angle in [0, 359]
-about the centre (black fill); contrast, brightness and sharpness in random order, each with
-p=0.5 and factor 1 + U(0, 0.1) (PIL ``ImageEnhance`` formulas); mask dilation (p=1/3) or erosion
-(p=1/3) with an elliptic kernel of size 2-4 (``randint(2, 5)``); ImageNet normalisation.
-
-``study`` (the reproduction study's ``semseg/augmentations.py``, ``get_train_augmentation``):
-resize; scale by r ~ U(0.75, 1.25) and random-crop back (zero padding at the bottom/right where
-the scaled image is smaller); flips p=0.5 each; with p=0.3 rotate by U(-359, 359) degrees; the
-same enhancement and dilation/erosion; ImageNet normalisation. Deviations: the study resizes the
-shorter side to 352 (aspect kept, rounded up to a multiple of 32) before cropping; here the
-cached pair is already square. The study fills padded/rotated-in mask pixels with its ignore
-label 255; here they are background (the binary losses have no ignore label).
-
-Implementation: the scale, flips and rotation of one sample are composed into one affine matrix
+``official`` (the SSFormer repository's ``configs/train.yaml`` + ``utils/custom_transforms.py``),
+:class:`TrainTransform`: resize 352; with p=0.5 scale by s ~ U(0.75, 1.25) about the centre and
+crop/pad back to 352; left-right and up-down flips, each p=0.5; with p=0.5 rotate by an integer
+angle in [0, 359] about the centre (black fill); contrast, brightness and sharpness in random
+order, each with p=0.5 and factor 1 + U(0, 0.1) (PIL ``ImageEnhance`` formulas); mask dilation
+(p=1/3) or erosion (p=1/3) with an elliptic kernel of size 2-4 (``randint(2, 5)``); ImageNet
+normalisation. The scale, flips and rotation of one sample are composed into one affine matrix
 and applied with a single ``cv2.warpAffine`` per array (one interpolation instead of three,
 several times faster than chained torchvision or PIL ops); the mask is warped bilinearly as
 0..255 coverage and thresholded at 128 at the end. Random numbers come from torch's generator,
 so ``torch.manual_seed`` and DataLoader worker seeding make the pipeline reproducible.
+
+``study`` (the reproduction study's ``get_train_augmentation``), exactly, with its own random
+draws: :class:`ssformer.data.study_augment.StudyTrainTransform`.
 """
 
 from __future__ import annotations
@@ -31,6 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+
+from ssformer import registry
+from ssformer.data.study_augment import StudyTrainTransform
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -43,8 +40,8 @@ __all__ = [
     "to_tensors",
 ]
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_MEAN = np.array(registry.IMAGENET_MEAN, np.float32)
+IMAGENET_STD = np.array(registry.IMAGENET_STD, np.float32)
 _SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)  # normalised = x * _SCALE - _OFFSET
 _OFFSET = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # PIL convert("L")
@@ -104,43 +101,31 @@ class EvalTransform:
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """One of the two augmentation recipes (see the module docstring)."""
+    """The official augmentation recipe (see the module docstring)."""
 
     size: tuple[int, int]
-    recipe: str = "official"
     scale_range: tuple[float, float] = (0.75, 1.25)
     kernel_range: tuple[int, int] = (2, 5)
 
     def _geometry(self, draw: torch.Tensor) -> np.ndarray:
         """3x3 matrix mapping input pixel coordinates to output pixel coordinates.
 
-        ``draw``: 0 scale, 1 scale on/off (official) or crop row (study), 2 left-right flip,
-        3 up-down flip, 4 angle, 5 rotation on/off, 6 crop column (study).
+        ``draw``: 0 scale, 1 scale on/off, 2 left-right flip, 3 up-down flip, 4 angle, 5
+        rotation on/off (6 unused, kept so that the draws of a seed stay those of earlier
+        versions).
         """
         h, w = self.size
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
         lo, hi = self.scale_range
         matrix = np.eye(3)
-        if self.recipe == "official":
-            scale = lo + float(draw[0]) * (hi - lo)
-            if draw[1] < 0.5:  # scale about the centre, centre crop/pad back
-                matrix = _about(cx, cy, np.diag([scale, scale, 1.0])) @ matrix
-        else:
-            ratio = lo + float(draw[0]) * (hi - lo)
-            scaled_h, scaled_w = int(h * ratio + 0.5), int(w * ratio + 0.5)
-            # random crop offsets, randint(0, margin + 1) inclusive as in the study's code
-            y1 = int(float(draw[1]) * (max(scaled_h - h, 0) + 2))
-            x1 = int(float(draw[6]) * (max(scaled_w - w, 0) + 2))
-            crop = np.array([[ratio, 0, -x1], [0, ratio, -y1], [0, 0, 1.0]])
-            matrix = crop @ matrix
+        scale = lo + float(draw[0]) * (hi - lo)
+        if draw[1] < 0.5:  # scale about the centre, centre crop/pad back
+            matrix = _about(cx, cy, np.diag([scale, scale, 1.0])) @ matrix
         if draw[2] < 0.5:
             matrix = _about(cx, cy, np.diag([-1.0, 1.0, 1.0])) @ matrix
         if draw[3] < 0.5:
             matrix = _about(cx, cy, np.diag([1.0, -1.0, 1.0])) @ matrix
-        if self.recipe == "official":
-            angle, rotate = float(int(float(draw[4]) * 359)), draw[5] < 0.5
-        else:
-            angle, rotate = float(draw[4]) * 2 * 359 - 359, draw[5] < 0.3
+        angle, rotate = float(int(float(draw[4]) * 359)), draw[5] < 0.5
         if rotate:
             rotation = np.vstack([cv2.getRotationMatrix2D((cx, cy), angle, 1.0), [0, 0, 1]])
             matrix = rotation @ matrix
@@ -204,13 +189,19 @@ def _dilate_or_erode(mask: np.ndarray, key: float) -> np.ndarray:
 
 def build_train_transform(
     size: int | tuple[int, int] = 352, recipe: str = "official"
-) -> TrainTransform:
-    """Training augmentation: ``recipe`` is ``"official"`` (SSFormer repo) or ``"study"``."""
-    if recipe not in ("official", "study"):
+) -> TrainTransform | StudyTrainTransform:
+    """Training augmentation: ``recipe`` is ``"official"`` (SSFormer repo) or ``"study"``
+    (:class:`~ssformer.data.study_augment.StudyTrainTransform`, which takes the pairs of the
+    ``study`` resize rule of the data cache)."""
+    if recipe not in registry.AUGMENTS:
         from ssformer.errors import ConfigError
 
-        raise ConfigError(f"unknown augmentation recipe {recipe!r}: use 'official' or 'study'")
-    return TrainTransform(size=_as_size(size), recipe=recipe)
+        raise ConfigError(
+            f"unknown augmentation recipe {recipe!r}: use {' or '.join(registry.AUGMENTS)}"
+        )
+    if recipe == "study":
+        return StudyTrainTransform(_as_size(size))
+    return TrainTransform(size=_as_size(size))
 
 
 def build_eval_transform(size: int | tuple[int, int] = 352) -> EvalTransform:
