@@ -178,7 +178,9 @@ def test_val_cli_pranet_protocol_scores_every_test_set(tmp_path: Path) -> None:
         report = json.loads((run / f"eval_test_{name}.json").read_text())
         assert report["dataset"] == name and report["num_images"] == 2
         assert set(report["metrics"]) >= {"mDice", "Dice@0.5", "mIoU_2cls", "S_alpha"}
-    assert "Kvasir test (2 images)" in result.stdout and "CVC-300 test" in result.stdout
+    assert (
+        "Kvasir test (2 images, recipe study)" in result.stdout and "CVC-300 test" in result.stdout
+    )
 
 
 def test_per_image_rows_hold_each_images_values(discs: Path) -> None:

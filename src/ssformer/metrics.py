@@ -9,8 +9,9 @@ Every number this package reports names its convention (see :data:`METRIC_CONVEN
     (we use the same values as ``numpy.linspace(1, 0, 256)``, i.e. ``t_k = k/255`` up to one ulp)
     the map is binarised with ``>= t`` (the toolbox's ``Fmeasure_calu``) and
     ``Dice = 2 TP / (|G| + |P|)``, ``IoU = TP / (|G| + FP)``, both defined as 0 when ``TP = 0``.
-    Mean over the 256 thresholds, then mean over images. Differences from the toolbox as run on
-    saved PNGs: we use the float map, not an 8-bit PNG of it.
+    Mean over the 256 thresholds, then mean over images. Under ``EVAL.RECIPE: pranet-toolbox``
+    these (and ``MAE``, ``S_alpha``, ``E_phi``, ``Fw_beta``) come from the 8-bit map the
+    toolbox reads (``saved_map``, :func:`saved_map_histograms`); otherwise from the float map.
 ``Dice@0.5``, ``IoU@0.5`` -- FCBFormer (Sanderson & Matuszewski, MIUA 2022): per image, the
     probability binarised with ``> 0.5`` (no normalisation), GT = pixel > 128, mean over images.
     Like its ``sklearn.metrics.f1_score``/``jaccard_score``, an image whose GT and prediction are
@@ -24,7 +25,8 @@ Every number this package reports names its convention (see :data:`METRIC_CONVEN
     with ``>=`` and the toolbox's ``Fmeasure_calu`` (0 when ``TP = 0``); GT = pixel == 255.
     For a non-constant binary map this equals ``(255 * Dice(bin) + Dice(all ones)) / 256``.
 ``mIoU_2cls``, ``mDice_2cls`` -- the reproduction study's framework (``semseg/metrics.py``): one
-    confusion matrix pooled over all pixels of all images at the evaluation size (352x352),
+    confusion matrix pooled over all pixels of all images at the model input size (under the
+    ``study`` recipe the study's aspect-kept size, label = mask pixel == 255),
     prediction = argmax over 2 classes (for a 1-channel sigmoid model: ``prob > 0.5``), per class
     ``IoU = diag / (rows + cols - diag)`` and ``F1 = 2 diag / (rows + cols)``, classes whose value
     is NaN (absent from GT and prediction) dropped, mean over background and polyp, x100. The
@@ -100,10 +102,12 @@ METRIC_CONVENTIONS: dict[str, str] = {
     "over images; GT==255 (~0.996 x Dice@0.5; the official repo's result images)",
     "official_iou": "official SSFormer test.py arithmetic with the loop's IoU output: prob>0.5, "
     "then 256-threshold IoU, mean over images; GT==255",
-    "mIoU_2cls": "reproduction study (seed): pooled confusion matrix over all pixels at eval size "
-    "352, argmax, IoU mean over background and polyp, x100",
-    "mDice_2cls": "reproduction study (seed): pooled confusion matrix over all pixels at eval size "
-    "352, argmax, F1/Dice mean over background and polyp, x100",
+    "mIoU_2cls": "reproduction study (seed): pooled confusion matrix over all pixels at the model "
+    "input size (recipe study: shorter side 352, aspect kept, x32; label == 255), argmax, IoU mean "
+    "over background and polyp, x100",
+    "mDice_2cls": "reproduction study (seed): pooled confusion matrix over all pixels at the model "
+    "input size (recipe study: shorter side 352, aspect kept, x32; label == 255), argmax, F1/Dice "
+    "mean over background and polyp, x100",
     "S_alpha": "S-measure (alpha=0.5) as in PySODMetrics on the min-max-normalised map, mean over "
     "images; GT>128 (polyp papers)",
     "E_phi_mean": "E-measure as in PySODMetrics: mean over 256 thresholds of the curve averaged "

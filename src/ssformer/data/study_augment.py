@@ -15,8 +15,9 @@ that seeding both gives the study's output pixel for pixel:
 4. ``RandomRotation(359, p=0.3, seg_fill=255)``: the angle ``U(-359, 359)`` is drawn first, the
    rotation (bilinear, mask nearest, corners: image 0, mask 255) applied with ``p = 0.3``;
 5. ``RandomImageEnhance``: PIL's contrast, brightness and sharpness in an order shuffled in
-   place on every call (so the order carries over from one image to the next), each applied
-   with ``p = 0.5`` and factor ``1 + U(0, 0.1)``;
+   place on every call (so the order carries over from one image to the next within an epoch:
+   :meth:`StudyTrainTransform.start_epoch`), each applied with ``p = 0.5`` and factor
+   ``1 + U(0, 0.1)``;
 6. ``RandomDilationErosion``: the mask, a ``[1, H, W]`` array, dilated (key < 1/3) or eroded
    (< 2/3) by ``cv2`` with an elliptic kernel of size 2-4 (always drawn); ``cv2`` reads that
    array as one row of ``H`` columns with ``W`` channels, so the study's morphology acts along
@@ -65,7 +66,14 @@ class StudyTrainTransform:
         self.seg_fill = seg_fill
         self.degrees = degrees
         self.rotate_p = rotate_p
-        # shuffled in place on every call, as the study's RandomImageEnhance does
+        self.start_epoch()
+
+    def start_epoch(self) -> None:
+        """Put the enhancement order back to the study's initial one. The study's
+        ``RandomImageEnhance`` shuffles its list in place on every call, so the order carries
+        over from image to image; its DataLoader workers start every epoch from a fresh copy of
+        the transform, so the order starts afresh each epoch (the trainer calls this before
+        every epoch; a resumed run thus replays an epoch exactly)."""
         self.enhance_methods = [
             ImageEnhance.Contrast,
             ImageEnhance.Brightness,

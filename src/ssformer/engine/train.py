@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ssformer.config import save_config
 from ssformer.data.check import check_dataset
@@ -230,6 +230,7 @@ def _train(
     for epoch in range(state.progress.epoch + 1, config.train.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        _start_epoch(loader.dataset)
         stop_reason = _train_epoch(
             run, state, train_model, loader, loss_fn, epoch, progress, deadline, on_step
         )
@@ -295,6 +296,15 @@ def _train_epoch(
         )
     barrier(ctx)
     return stats.stop_reason
+
+
+def _start_epoch(dataset: Any) -> None:
+    """Reset the per-epoch state of the training transform (the study's enhancement order)."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    start = getattr(getattr(dataset, "transform", None), "start_epoch", None)
+    if start is not None:
+        start()
 
 
 def _result(
