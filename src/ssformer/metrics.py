@@ -419,6 +419,22 @@ def resize_probability(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return out.reshape(*lead, *out.shape[-2:])
 
 
+def _official_values(n_pred: int, tp_ones: int, n_gt: int, n_pixels: int) -> dict[str, float]:
+    """``official_dice`` / ``official_iou`` of one image from the counts of ``prob > 0.5``
+    (``n_pred`` predicted pixels, ``tp_ones`` of them in the GT of ``n_gt`` pixels)."""
+    value = official_binary_value(n_pred, n_pixels)
+    # Two distinct values at most: `value` on the predicted pixels, 0 elsewhere.
+    ones_bin = int(np.searchsorted(_THRESHOLDS_ASCENDING, value, side="right")) - 1
+    hist = np.zeros((2, NUM_THRESHOLDS), dtype=np.int64)
+    hist[1, ones_bin] += tp_ones
+    hist[0, ones_bin] += n_pred - tp_ones
+    hist[1, 0] += n_gt - tp_ones
+    hist[0, 0] += n_pixels - n_pred - (n_gt - tp_ones)
+    tp, positives, total_gt = _counts_from_hist(hist)
+    dice, iou = dice_iou_curves(tp, positives, total_gt)
+    return {"official_dice": float(dice.mean()), "official_iou": float(iou.mean())}
+
+
 class SegmentationEvaluator:
     """Streaming accumulator of the metrics named in :data:`METRIC_CONVENTIONS`.
 
@@ -518,23 +534,12 @@ class SegmentationEvaluator:
             inter = int(torch.count_nonzero(binary & gt_pranet))
             n_gt_half = int(torch.count_nonzero(gt_pranet))
         if self._need_official:
-            value = official_binary_value(n_pred, n_pixels)
             if gt_official is not gt_pranet:
                 n_gt_off = int(torch.count_nonzero(gt_official))
                 tp_ones = int(torch.count_nonzero(binary & gt_official))
             else:
                 n_gt_off, tp_ones = n_gt_half, inter
-            # Two distinct values at most: `value` on the predicted pixels, 0 elsewhere.
-            ones_bin = int(np.searchsorted(_THRESHOLDS_ASCENDING, value, side="right")) - 1
-            hist_off = np.zeros((2, NUM_THRESHOLDS), dtype=np.int64)
-            hist_off[1, ones_bin] += tp_ones
-            hist_off[0, ones_bin] += n_pred - tp_ones
-            hist_off[1, 0] += n_gt_off - tp_ones
-            hist_off[0, 0] += n_pixels - n_pred - (n_gt_off - tp_ones)
-            tp, positives, n_gt = _counts_from_hist(hist_off)
-            dice, iou = dice_iou_curves(tp, positives, n_gt)
-            values["official_dice"] = float(dice.mean())
-            values["official_iou"] = float(iou.mean())
+            values.update(_official_values(n_pred, tp_ones, n_gt_off, n_pixels))
         if self._need_half:  # 0 when prediction and GT do not overlap (both empty included)
             values["Dice@0.5"] = 2.0 * inter / (n_pred + n_gt_half) if inter > 0 else 0.0
             values["IoU@0.5"] = inter / (n_pred + n_gt_half - inter) if inter > 0 else 0.0
