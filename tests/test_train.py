@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssformer.config import load_config, load_configs
+from ssformer.config import load_config, load_configs, save_config
 from ssformer.data.split import split_dataset
 from ssformer.data.synthetic import generate_synthetic_dataset
 from ssformer.engine.epoch import NonFiniteLossError, train_one_epoch
@@ -165,9 +165,20 @@ def test_sweep_combination_via_api_and_runs_never_overwrite(
 
 
 def test_missing_pretrained_file_points_to_download(split_root: Path, tmp_path: Path) -> None:
+    import re
+
+    from ssformer.cli import build_parser
+
     overrides = [*tiny_overrides(split_root, tmp_path), "MODEL.PRETRAINED=nowhere/mit_b1.pth"]
     config = load_config(KVASIR_CFG, overrides)
-    with pytest.raises(CheckpointError, match="ssformer download weights"):
+    with pytest.raises(CheckpointError, match="ssformer download weights") as raised:
+        run_training(config, echo=None)
+    (command,) = re.findall(r"`ssformer ([^`]+)`", str(raised.value))
+    args = build_parser().parse_args(command.split())  # the command it names parses as written
+    assert args.names == [config.model.backbone.lower()]
+    # a backbone without published weights says so instead of naming a failing command
+    config = load_config(KVASIR_CFG, [*overrides, "MODEL.BACKBONE=PVTv2-B0"])
+    with pytest.raises(CheckpointError, match="PVTv2-B0 has no published ImageNet weights"):
         run_training(config, echo=None)
 
 
@@ -262,3 +273,44 @@ def test_cli_without_cfg_or_resume_is_a_config_error() -> None:
     args = argparse.Namespace(cfg=None, resume=None, overrides=[])
     with pytest.raises(ConfigError, match="--cfg"):
         _load(args)
+
+
+def test_bare_resume_picks_the_newest_run_under_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import os
+
+    from ssformer.commands.train import _load
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(cfg=None, resume="last", overrides=[])
+    with pytest.raises(ConfigError, match=r"none with a last\.pth"):
+        _load(args)
+    for stamp, age in (("20260101-000000", 100), ("20260102-000000", 10)):
+        run = tmp_path / "output" / "SSFormer_MiT-B0_Kvasir" / stamp
+        run.mkdir(parents=True)
+        (run / "last.pth").write_bytes(b"")
+        os.utime(run / "last.pth", (age, age))
+        overrides = ["DATASET.ROOT=data/x", "MODEL.NAME=SSFormer", "MODEL.BACKBONE=MiT-B0"]
+        save_config(load_config(KVASIR_CFG, overrides), run / "config.yaml")
+    config = _load(args)
+    assert (
+        Path(args.resume).resolve()
+        == tmp_path / "output" / "SSFormer_MiT-B0_Kvasir" / "20260101-000000"
+    )
+    assert config.model.name == "SSFormer"
+
+
+def test_cli_prints_a_training_error_once_and_logs_it(
+    split_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssformer.cli import main
+
+    overrides = [*tiny_overrides(split_root, tmp_path), "MODEL.PRETRAINED=nowhere/mit_b1.pth"]
+    assert main(["train", "--cfg", str(KVASIR_CFG), "--set", *overrides]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("MODEL.PRETRAINED=nowhere/mit_b1.pth") == 1
+    assert "error" in captured.err
+    (log,) = (tmp_path / load_config(KVASIR_CFG, overrides).run_name).glob("*/train.log")
+    assert "error: MODEL.PRETRAINED=nowhere/mit_b1.pth" in log.read_text()

@@ -24,7 +24,7 @@ PREDICTED_IMAGES = 4
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the whole pipeline on synthetic data (CPU, a few minutes)",
+        help="run the whole pipeline on synthetic data (CPU: about 5-10 minutes on 2 cores)",
         description=(
             "synth -> split (80/10/10, seed 1337) -> train SSFormer MiT-B0 -> test -> predict -> "
             "report, with the packaged demo config (override keys with --set)."

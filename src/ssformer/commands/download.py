@@ -7,6 +7,11 @@ import argparse
 from ssformer.registry import DATASET_DOWNLOADS, WEIGHT_NAMES
 
 
+def _weight_name(text: str) -> str:
+    """``MiT-B1``, ``mit_b1`` and ``mit-b1`` name the same weights."""
+    return text.strip().lower().replace("_", "-")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``download`` command with its ``weights`` and ``data`` sub-commands."""
     parser = subparsers.add_parser(
@@ -33,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "names",
         nargs="+",
         metavar="NAME",
+        type=_weight_name,
         choices=[*WEIGHT_NAMES, "all"],
-        help=f"one or more of: {', '.join(WEIGHT_NAMES)}, all",
+        help=f"one or more of: {', '.join(WEIGHT_NAMES)}, all (case-insensitive: MiT-B1 = mit-b1)",
     )
     weights.add_argument("--dir", default=".", help="project root (default: .)")
     weights.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -49,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "CVC-ClinicDB needs Kaggle credentials, unless DIR/cvcclinicdb.zip is already there."
         ),
     )
-    data.add_argument("names", nargs="+", metavar="NAME", choices=DATASET_DOWNLOADS)
+    data.add_argument("names", nargs="+", metavar="NAME", type=str.lower, choices=DATASET_DOWNLOADS)
     data.add_argument("--dir", default="data", help="data root (default: data)")
     data.add_argument(
         "--keep-archive", action="store_true", help="keep the downloaded archive after extraction"

@@ -15,11 +15,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Split ROOT (images/ + masks/) into OUTPUT/{train,val,test}/{images,masks} with "
             "exactly the file lists of splitfolders.ratio(ROOT, OUTPUT, seed, ratio). The "
             "originals stay (hard links or copies); OUTPUT/split.json records the parameters, "
-            "file lists and SHA-256 of every file. Default OUTPUT: ROOT-split beside ROOT."
+            "file lists, SHA-256 of every file and what data set the files are. Default OUTPUT: "
+            "ROOT itself (the split folders go beside images/ and masks/)."
         ),
     )
     parser.add_argument("root", type=Path, help="dataset folder with images/ and masks/")
-    parser.add_argument("--output", type=Path, default=None, help="default: <ROOT>-split")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default: ROOT itself (ROOT/{train,val,test} beside images/ and masks/, originals kept)",
+    )
     parser.add_argument(
         "--ratio", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST")
     )

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="RUN",
         help="continue a run: its folder, its last.pth, or 'last' (default: the newest run "
-        "of this model/backbone/dataset); without --cfg, the run's own config.yaml is used",
+        "of this model/backbone/dataset; without --cfg, the newest run under output/); "
+        "without --cfg, the run's own config.yaml is used",
     )
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
@@ -72,10 +73,19 @@ def _load(args: argparse.Namespace):  # -> Config (typed lazily: keep torch out)
 
     if args.cfg is not None:
         return load_config(args.cfg, args.overrides)
-    if args.resume is None or args.resume == "last":
+    if args.resume is None:
         raise ConfigError(
             "give --cfg FILE (or --resume RUN_FOLDER, which reads the run's config.yaml)"
         )
+    if args.resume == "last":  # the newest run under the default SAVE_DIR
+        runs = sorted(Path("output").glob("*/*/last.pth"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise ConfigError(
+                "--resume without --cfg resumes the newest run under output/, and there is "
+                "none with a last.pth: give --cfg FILE (its SAVE_DIR is searched) or "
+                "--resume RUN_FOLDER"
+            )
+        args.resume = str(runs[-1].parent)
     run = Path(args.resume)
     run = run.parent if run.is_file() else run
     if not (run / "config.yaml").is_file():

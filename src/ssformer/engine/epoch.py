@@ -38,6 +38,7 @@ class EpochStats:
     images: int
     seconds: float
     stop_reason: str | None = None
+    last_lr: float = float("nan")  # the learning rate of the epoch's last optimiser step
 
 
 class _StepReport:
@@ -120,6 +121,7 @@ def train_one_epoch(
             # The step's one host synchronisation, after the backward pass has been queued and
             # before the optimiser step: every rank learns whether any loss is non-finite.
             loss_total = _checked_loss(loss, ctx, epoch, steps + 1)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
             scaler.step(optimizer)
             scaler.update()
             if getattr(scheduler, "interval", "epoch") == "step":
@@ -127,7 +129,7 @@ def train_one_epoch(
             steps += 1
             images += x.shape[0] * ctx.world_size
             loss_sum += loss_total / ctx.world_size
-            report.step(steps, images, loss_sum / steps, optimizer.param_groups[0]["lr"])
+            report.step(steps, images, loss_sum / steps, lr)
             if on_step is not None:
                 on_step(epoch, steps)
             stop_reason = _stop_reason(ctx, steps, max_steps, deadline)
@@ -141,7 +143,7 @@ def train_one_epoch(
             "TRAIN.BATCH_SIZE x the number of processes; lower TRAIN.BATCH_SIZE"
         )
     seconds = time.monotonic() - report.start
-    return EpochStats(loss_sum / steps, steps, images, seconds, stop_reason)
+    return EpochStats(loss_sum / steps, steps, images, seconds, stop_reason, last_lr=lr)
 
 
 def _checked_loss(loss: torch.Tensor, ctx: DistContext, epoch: int, step: int) -> float:

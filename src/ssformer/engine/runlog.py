@@ -70,15 +70,16 @@ class RunLogger:
     def has_tensorboard(self) -> bool:
         return self._writer is not None
 
-    def log(self, message: str) -> None:
-        """One line, time-stamped, to every text log (flushed) and to the console."""
+    def log(self, message: str, *, echo: bool = True) -> None:
+        """One line, time-stamped, to every text log (flushed) and, with ``echo``, to the
+        console."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         for index, handle in enumerate(self._files):
             prefix = f"{stamp} [{self.run_dir}] " if index > 0 else f"{stamp} "
             for line in message.splitlines() or [""]:
                 handle.write(prefix + line + "\n")
             handle.flush()
-        if self._echo is not None:
+        if echo and self._echo is not None:
             print(message, file=self._echo, flush=True)
 
     def restore_rows(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -136,8 +137,8 @@ class NullLogger:
 
     has_tensorboard = False
 
-    def log(self, message: str) -> None:
-        del message
+    def log(self, message: str, *, echo: bool = True) -> None:
+        del message, echo
 
     def restore_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         del rows

@@ -149,7 +149,8 @@ def run_training(
             show_progress = _default_progress(ctx) if progress is None else progress
             return _train(config, ctx, run_dir, saved, logger, show_progress, started, on_step)
         except SSFormerError as error:
-            logger.log(f"error: {error}")
+            # into the logs only: the caller (the CLI) prints the error once, on stderr
+            logger.log(f"error: {error}", echo=False)
             raise
         finally:
             logger.close()
@@ -639,8 +640,11 @@ def _epoch_line(
         "",
     )
     best = state.progress.best_metric
+    rates = (
+        f"{lr:.3g}" if f"{lr:.3g}" == f"{stats.last_lr:.3g}" else f"{lr:.3g}->{stats.last_lr:.3g}"
+    )
     return (
-        f"epoch {epoch}/{epochs} done: loss {stats.loss:.4f}, lr {lr:.3g},{shown} (best "
+        f"epoch {epoch}/{epochs} done: loss {stats.loss:.4f}, lr {rates},{shown} (best "
         f"{'n/a' if best is None else f'{best:.4f}'} at epoch {state.progress.best_epoch}), "
         f"{stats.seconds:.1f} s" + (" [best]" if is_best else "")
     )

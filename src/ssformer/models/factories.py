@@ -13,7 +13,13 @@ from ssformer.models.backbones import PyramidBackbone
 from ssformer.models.layouts import describe_state_dict, unwrap_state_dict
 from ssformer.models.loading import FORMAT, check_own, load_payload, load_weights
 from ssformer.models.model import SegmentationModel, assemble_model
-from ssformer.registry import BACKBONES, PRESETS, canonical_backbone_name, canonical_model_name
+from ssformer.registry import (
+    BACKBONES,
+    PRESETS,
+    WEIGHT_NAMES,
+    canonical_backbone_name,
+    canonical_model_name,
+)
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -78,10 +84,15 @@ def model_from_config(config: Config, *, pretrained: bool = True) -> Segmentatio
     into its backbone, and a missing file named with the command that downloads it."""
     weights = config.model.pretrained if pretrained else None
     if weights and not Path(weights).is_file():
+        name = config.model.backbone.lower()
+        fetch = (
+            f"download the ImageNet weights with `ssformer download weights {name}`"
+            if name in WEIGHT_NAMES
+            else f"{config.model.backbone} has no published ImageNet weights to download"
+        )
         raise CheckpointError(
-            f"MODEL.PRETRAINED={weights} does not exist; download the ImageNet weights "
-            f"with `ssformer download weights {config.model.backbone}`, or train from "
-            "scratch with --set MODEL.PRETRAINED=null"
+            f"MODEL.PRETRAINED={weights} does not exist; {fetch}, or train from scratch with "
+            "--set MODEL.PRETRAINED=null"
         )
     return build_model(
         config.model.name,
