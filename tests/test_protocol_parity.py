@@ -277,3 +277,37 @@ def test_toolbox_recipe_equals_the_toolbox_on_saved_maps(kvasir_like: Path, tmp_
     # the float map (official recipe) differs from the 8-bit one: the recipes are distinct
     float_map = _val(_config("SSFormer", kvasir_like, tmp_path, "official"), weights, tmp_path)
     assert float_map["mDice"] != ours["mDice"]
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "L", "RGB"])
+def test_mask_modes_give_one_label_in_training_and_evaluation(tmp_path: Path, mode: str) -> None:
+    """1-bit, palette, grey and colour masks: the study's label (== 255 after its Resize) is the
+    same in the evaluation recipe and in the training cache."""
+    from ssformer.data.cache import load_study_pair
+    from ssformer.data.recipes import RecipeEvalDataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    grey = np.zeros((96, 128), np.uint8)
+    grey[20:70, 30:90] = 255
+    Image.fromarray(np.full((96, 128, 3), 90, np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(grey).convert(mode).save(tmp_path / "masks" / "a.png")
+    item = RecipeEvalDataset(tmp_path, "study", (352, 352))[0]
+    _, cached = load_study_pair(
+        tmp_path / "images" / "a.png", tmp_path / "masks" / "a.png", (352, 352)
+    )
+    assert item["mask"].sum() > 0
+    assert torch.equal(item["mask"][0], torch.from_numpy(cached == 255).float())
+
+
+def test_subset_rows_keep_the_subset_order(kvasir_like: Path, tmp_path: Path) -> None:
+    from torch.utils.data import Subset
+
+    from ssformer.data.recipes import RecipeEvalDataset
+    from ssformer.engine.evaluate import evaluate
+
+    dataset = RecipeEvalDataset(kvasir_like / "val", "study", (352, 352))
+    model = build_model("SSFormer", "MiT-B0", num_classes=1).eval()
+    order = [3, 0, 2, 1]
+    output = evaluate(model, Subset(dataset, order), torch.device("cpu"), batch_size=2)
+    assert [row["name"] for row in output.per_image] == [dataset.names[i] for i in order]

@@ -252,6 +252,25 @@ def test_custom_or_unverified_data_and_other_recipes_get_no_delta(
     assert all(r["difference"] != "" for r in _deltas(run, tmp_path / "report-verified"))
 
 
+def test_kvasir_split_with_other_parameters_or_an_old_manifest(tmp_path: Path) -> None:
+    _tiny_pairs(tmp_path / "Kvasir-SEG", kvasir_ids(1000))
+    other = split_dataset(tmp_path / "Kvasir-SEG", tmp_path / "split-50", (0.5, 0.25, 0.25), 7)
+    run = write_run(tmp_path / "run-50", "SegFormer", "MiT-B0", root=str(other.output))
+    rows = _deltas(run, tmp_path / "report-50")
+    assert all(r["difference"] == "" for r in rows)
+    assert {r["train_data"] for r in rows} == {"Kvasir-SEG (custom, unverified)"}
+    # a manifest without identity (an earlier version): splitting again adds it
+    good = split_dataset(tmp_path / "Kvasir-SEG", tmp_path / "split-old").output
+    manifest = json.loads((good / "split.json").read_text())
+    del manifest["identity"]
+    (good / "split.json").write_text(json.dumps(manifest))
+    run = write_run(tmp_path / "run-old", "SegFormer", "MiT-B0", root=str(good))
+    assert all(r["difference"] == "" for r in _deltas(run, tmp_path / "report-old"))
+    assert not split_dataset(tmp_path / "Kvasir-SEG", good).created
+    assert json.loads((good / "split.json").read_text())["identity"]["verified_as"] == "Kvasir-SEG"
+    assert all(r["difference"] != "" for r in _deltas(run, tmp_path / "report-new"))
+
+
 def _kvasir_subset(tmp_path: Path) -> str:
     """Kvasir-SEG ids, but 100 of them: not the published data set."""
     _tiny_pairs(tmp_path / "kvasir-100", kvasir_ids(100))

@@ -149,3 +149,21 @@ def test_padded_and_rotated_in_pixels_become_polyp_as_in_the_study(kvasir_pair) 
             found = True
     assert found
     assert set(label_t.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_wider_than_512_pixels_works_as_the_study_would() -> None:
+    """cv2 takes at most 512 channels: the study's morphology is applied in blocks."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (576, 704, 3), dtype=np.uint8)
+    mask = np.zeros((576, 704), np.uint8)
+    mask[200:400, 250:600] = 255
+    transform = StudyTrainTransform((576, 576))
+    for seed in range(6):
+        random.seed(seed)
+        np.random.seed(seed)
+        image_t, label_t = transform(image, mask)
+        assert image_t.shape == (3, 576, 576) and label_t.shape == (1, 576, 576)
+    gt = (rng.random((1, 40, 600)) > 0.5).astype(np.uint8) * 255
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    blocks = np.concatenate([cv2.dilate(gt[..., i : i + 512], kernel) for i in (0, 512)], -1)
+    assert np.array_equal(blocks[..., :512], cv2.dilate(gt[..., :512], kernel))

@@ -32,6 +32,7 @@ __all__ = [
     "PairCache",
     "decode_image",
     "decode_mask",
+    "decode_mask_as_stored",
     "load_resized_pair",
     "resize_pair",
 ]
@@ -105,6 +106,20 @@ def load_resized_pair(
     return resize_pair(image, mask, size)
 
 
+def decode_mask_as_stored(path: Path) -> np.ndarray:
+    """The mask's first channel as stored, uint8 ``[H, W]`` (the study's
+    ``read_image(path)[0]``): grey masks as they are, colour masks their red channel; 1-bit
+    masks as 0/255 and palette masks as grey, as libpng expands them."""
+    try:
+        with Image.open(path) as raw:
+            mask = np.asarray(raw if raw.mode in ("L", "RGB", "RGBA") else raw.convert("L"))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(
+            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
+        ) from error
+    return np.array(mask[..., 0] if mask.ndim == 3 else mask)
+
+
 def load_study_pair(
     image_path: Path, mask_path: Path, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -112,9 +127,7 @@ def load_study_pair(
     channel, raw values), then its ``Resize`` (aspect kept, shorter side ``size[0]``, sides up
     to multiples of 32): ``(uint8 [h,w,3], uint8 [h,w])``."""
     image = decode_image(image_path)
-    with Image.open(mask_path) as raw:
-        mask = np.asarray(raw if raw.mode in ("L", "RGB", "RGBA") else raw.convert("L"))
-    mask = mask[..., 0] if mask.ndim == 3 else mask
+    mask = decode_mask_as_stored(mask_path)
     if image.shape[:2] != mask.shape[:2]:
         raise DataError(
             f"{image_path.name} is {image.shape[1]}x{image.shape[0]} but its mask "

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ssformer.data.cache import decode_mask_as_stored
 from ssformer.data.datasets import find_pairs
 from ssformer.data.study_resize import study_eval_size, study_resize
 from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -135,7 +136,7 @@ class RecipeEvalDataset(Dataset):
 
     def _study_item(self, image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         image = _as_chw(np.asarray(_open(image_path)))
-        mask = _as_chw(np.asarray(_open(mask_path)))
+        mask = _as_chw(decode_mask_as_stored(mask_path))
         if image.shape[0] != 3:
             image = _as_chw(np.asarray(_open(image_path).convert("RGB")))
         if image.shape[1:] != mask.shape[1:]:

@@ -210,6 +210,10 @@ def split_dataset(
                 f"{manifest_path} records a split made with {existing.get('parameters')}, not "
                 f"{parameters}; choose another --output or remove that folder yourself"
             )
+        if "identity" not in existing:  # a manifest of an earlier version: add what it lacks
+            names = [n for split_names in existing["files"].values() for n in split_names]
+            existing["identity"] = identify_dataset(names).to_dict()
+            _write_json(manifest_path, existing)
         return SplitResult(output=output, files=existing["files"], created=False)
     marker = output / IN_PROGRESS_NAME
     resuming = False

@@ -42,7 +42,11 @@ from PIL import Image, ImageEnhance
 from ssformer.data.study_resize import resize_uint8
 from ssformer.registry import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["StudyTrainTransform"]
+__all__ = ["STUDY_AUGMENT_VERSION", "StudyTrainTransform"]
+
+STUDY_AUGMENT_VERSION = "study-exact-1"
+"""Recorded in ``last.pth``: runs started before this exact port (an approximation, from a
+square cache) are told on resume that their augmentation changed."""
 
 _MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
 _STD = torch.tensor(IMAGENET_STD)[:, None, None]
@@ -137,8 +141,12 @@ class StudyTrainTransform:
         gt = lbl.numpy().copy()  # [1, H, W]: cv2 reads one row of H columns with W channels
         key = np.random.random()
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (np.random.randint(2, 5),) * 2)
-        if key < 1 / 3:
-            gt = cv2.dilate(gt, kernel)
-        elif key < 2 / 3:
-            gt = cv2.erode(gt, kernel)
+        if key < 2 / 3:
+            operation = cv2.dilate if key < 1 / 3 else cv2.erode
+            # cv2 handles at most 512 channels; the channels (columns of the mask) do not mix,
+            # so blocks of 512 give the study's result for any width
+            gt = np.concatenate(
+                [operation(gt[..., i : i + 512], kernel) for i in range(0, gt.shape[-1], 512)],
+                axis=-1,
+            )
         return torch.from_numpy(np.ascontiguousarray(gt)).reshape(lbl.shape)

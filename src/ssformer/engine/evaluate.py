@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TRAINING_METRICS",
     "EvalOutput",
-    "MSFConfig",
     "evaluate",
     "format_metrics_table",
     "polyp_probability",
@@ -125,13 +124,20 @@ def predict_probability(
     return total / count
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
-    """In order; where the inputs differ in size (the study's aspect-kept resize), each batch
-    holds images of one size (in order of first appearance)."""
+def _innermost(dataset: Dataset) -> tuple[Any, list[int]]:
+    """The dataset inside any ``Subset`` wrappers and, for each position of ``dataset``, the
+    index into it (the ``index`` its items carry)."""
     base, indices = dataset, list(range(len(dataset)))
     while isinstance(base, Subset):
         indices = [base.indices[i] for i in indices]
         base = base.dataset
+    return base, indices
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
+    """In order; where the inputs differ in size (the study's aspect-kept resize), each batch
+    holds images of one size (in order of first appearance)."""
+    base, indices = _innermost(dataset)
     input_size = getattr(base, "input_size", None)
     if input_size is None or batch_size == 1:
         return DataLoader(
@@ -178,9 +184,8 @@ def evaluate(
     # asked for or not; compute() below keeps only what was asked for.
     row_keys = ("Dice@0.5", "IoU@0.5") if per_image_wanted else ()
     evaluator = SegmentationEvaluator(tuple(dict.fromkeys(wanted + row_keys)))
-    base = dataset  # items carry the index into the innermost dataset of a Subset
-    while isinstance(base, Subset):
-        base = base.dataset
+    base, indices = _innermost(dataset)  # items carry the index into the innermost dataset
+    position = {index: place for place, index in enumerate(indices)}
     names = list(getattr(base, "names", []))
     toolbox = getattr(base, "recipe", None) == "pranet-toolbox"
     per_image: list[dict[str, Any]] = []
@@ -214,7 +219,8 @@ def evaluate(
                 per_image.append({"index": index, "name": name, **values})
     finally:
         model.train(was_training)
-    per_image.sort(key=lambda item: item.pop("index"))  # size-grouped batches: back in order
+    # size-grouped batches: rows back in the order of the dataset
+    per_image.sort(key=lambda item: position[item.pop("index")])
     num_images = len(per_image) if per_image_wanted else evaluator.num_pooled
     results = {key: value for key, value in evaluator.compute().items() if key in wanted}
     return EvalOutput(metrics=results, per_image=per_image, num_images=num_images)
@@ -307,8 +313,9 @@ def run_evaluation(
             msf=msf,
             progress=progress,
             description=name,
-            # A compiled model is specialised to one input shape: batch 1 gives all images the
-            # same shape (a smaller last batch would compile again).
+            # A compiled model is specialised to one input shape: batch 1 avoids a smaller last
+            # batch compiling again (the study recipe's aspect-kept sizes still compile once
+            # per distinct size).
             batch_size=1 if compile else config.train.batch_size,
             workers=workers,
         )

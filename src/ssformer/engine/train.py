@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from ssformer.config import save_config
 from ssformer.data.check import check_dataset
 from ssformer.data.protocols import ProtocolData, build_datasets
+from ssformer.data.study_augment import STUDY_AUGMENT_VERSION
 from ssformer.engine.distributed import (
     DistContext,
     all_gather_objects,
@@ -539,11 +540,21 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
         )
         deterministic = ctx.device.type == "cpu"
         seed_everything(config.seed + ctx.rank + state.progress.epoch + 1, deterministic)
+    if config.train.augment == "study" and saved.get("augmentation") != STUDY_AUGMENT_VERSION:
+        run.log(
+            f"warning: this run's TRAIN.AUGMENT={config.train.augment} is now the study's exact "
+            "augmentation; the epochs before the resume used an approximation of it"
+        )
     run.logger.restore_rows(state.progress.history)
     changed = _config_changes(saved.get("config") or {}, config.to_dict())
     if changed:
         run.log(f"note: the config differs from the checkpoint's in {', '.join(changed)}")
     run.log(f"resumed from {run.run_dir / LAST_NAME}: {state.progress.epoch} epoch(s) done")
+
+
+def _augmentation_version(config: Config) -> str:
+    """The version of the training augmentation recorded in ``last.pth``."""
+    return STUDY_AUGMENT_VERSION if config.train.augment == "study" else ""
 
 
 def _wrapped_for_training(model: nn.Module, config: Config, ctx: DistContext) -> nn.Module:
@@ -618,6 +629,7 @@ def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
         rng_states=rng_states,
         config=run.config.to_dict(),
         selection_metric=run.metric_name,
+        augmentation=_augmentation_version(run.config),
     )
 
 

@@ -91,7 +91,7 @@ def restore_rng_state(state: Mapping[str, Any], generator: torch.Generator | Non
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
-    """Read a ``last.pth`` written by :func:`save_training_state` (weights only, on the CPU)."""
+    """Read a ``last.pth`` written by :meth:`TrainingState.save` (weights only, on the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST_NAME}")
@@ -147,9 +147,11 @@ class TrainingState:
         rng_states: list[dict[str, Any]],
         config: dict[str, Any],
         selection_metric: str,
+        augmentation: str = "",
     ) -> None:
         """Write ``last.pth`` atomically; ``rng_states`` holds every rank's
-        :func:`capture_rng_state`, in rank order."""
+        :func:`capture_rng_state`, in rank order; ``augmentation`` names the version of the
+        training augmentation (a resumed run is warned when it changed)."""
         done = self.progress
         payload = {
             "format": TRAINING_STATE_FORMAT,
@@ -165,6 +167,7 @@ class TrainingState:
             "history": [{k: _json_ready(v) for k, v in row.items()} for row in done.history],
             "rng_states": rng_states,
             "config": config,
+            "augmentation": augmentation,
         }
         save_torch_atomic(payload, path)
 

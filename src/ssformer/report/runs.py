@@ -174,13 +174,25 @@ def verify_run_data(root: str | None, protocol: Any, dataset: str) -> tuple[str 
         return dataset, "the PraNet benchmark's published counts"
     manifest = Path(root) / "split.json"
     try:
-        identity = json.loads(manifest.read_text(encoding="utf-8")).get("identity")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        identity = None
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        recorded = None
+    identity = recorded.get("identity") if isinstance(recorded, dict) else None
     if not isinstance(identity, dict):
-        return None, f"no data identity in {manifest} (split with a newer `ssformer split`)"
+        return (
+            None,
+            f"no data identity in {manifest}: run `ssformer split` on it again (it adds one)",
+        )
     verified = identity.get("verified_as")
-    return (verified if isinstance(verified, str) else None), str(identity.get("reason", ""))
+    verified = verified if isinstance(verified, str) else None
+    parameters = recorded.get("parameters") or {}
+    published_split = parameters.get("ratio") == [0.8, 0.1, 0.1] and parameters.get("seed") == 1337
+    if verified not in (None, "synthetic") and not published_split:
+        return None, (
+            f"split {parameters.get('ratio')} with seed {parameters.get('seed')}, not the "
+            "published 80/10/10 with seed 1337"
+        )
+    return verified, str(identity.get("reason", ""))
 
 
 def _finite_numbers(values: dict[str, Any]) -> dict[str, float]:

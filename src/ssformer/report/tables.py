@@ -99,8 +99,9 @@ def _data_label(run: RunRecord) -> str:
         return "synthetic"
     if run.data_is_verified:
         return run.dataset
-    kind = "custom" if run.verified_data is None else f"verified as {run.verified_data}"
-    return f"{run.dataset} ({kind}, unverified)"
+    if run.verified_data is None:
+        return f"{run.dataset} (custom, unverified)"
+    return f"{run.dataset} (the data is {run.verified_data})"
 
 
 def conventions_for(run: RunRecord, test_set: str, published: list[PublishedResult]) -> list[str]:
