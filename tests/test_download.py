@@ -617,3 +617,16 @@ def test_safe_extract_tar_refuses_links_and_extracts_good_members(tmp_path: Path
     assert (good / "d" / "ok.txt").read_bytes() == b"abc"
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert not (tmp_path / "up.txt").exists()
+
+
+def test_unresolvable_host_fails_at_once_with_the_manual_path(tmp_path: Path) -> None:
+    """A DNS failure (no network) is not retried five times: it names where to put the file.
+    (``.invalid`` never resolves: RFC 2606.)"""
+    from ssformer.io.http import http_download
+
+    sleeps: list[float] = []
+    target = tmp_path / "kvasir-seg.zip"
+    with pytest.raises(DownloadError, match="does not resolve") as raised:
+        http_download("http://kvasir-seg.invalid/x.zip", target, quiet=True, sleep=sleeps.append)
+    assert sleeps == []  # no retry
+    assert str(target) in str(raised.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,20 @@ def test_predict_cli_and_infer_tool_with_a_checkpoint(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     written = sorted(p.name for p in (tmp_path / "save" / "test_results").iterdir())
     assert written == ["frame_mask.png"]
+
+
+def test_video_prints_progress_and_fps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    frame, _ = _disc_image(48, 64)
+    for _ in range(6):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    lines: list[str] = []
+    predictor = Predictor(Oracle(), (64, 64), torch.device("cpu"))
+    result = predict_paths(predictor, [video], tmp_path / "out", echo=lines.append, progress=True)
+    assert result.frames == 6 and result.seconds > 0 and result.per_second > 0
+    (line,) = lines
+    assert re.search(r"\(6 frames in [0-9.]+ s: [0-9.]+ FPS\)$", line), line
+    err = capsys.readouterr().err
+    assert "clip.mp4" in err and "/6" in err and "frame/s" in err  # the frame bar

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(model, size, device, compile=args.compile)
     result = predict_paths(predictor, inputs, out, overlay=overlay)
     print(
-        f"{result.images} image(s), {result.frames} video frame(s) segmented; results in "
-        f"{result.out_dir}"
+        f"{result.images} image(s), {result.frames} video frame(s) segmented in "
+        f"{result.seconds:.1f} s ({result.per_second:.1f} per second, end to end, on {device}); "
+        f"results in {result.out_dir}"
     )
     return 0

@@ -18,6 +18,8 @@ output folder already exists and is not empty, the results go to a new sibling f
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
@@ -55,6 +58,12 @@ class PredictionResult:
     files: list[Path] = field(default_factory=list)
     images: int = 0
     frames: int = 0
+    seconds: float = 0.0  # wall time of the whole call (reading, model, writing)
+
+    @property
+    def per_second(self) -> float:
+        """Images and frames segmented per second of wall time (end to end, with I/O)."""
+        return (self.images + self.frames) / self.seconds if self.seconds > 0 else float("nan")
 
 
 class Predictor:
@@ -174,7 +183,7 @@ def _predict_image(predictor: Predictor, path: Path, out_dir: Path, overlay: boo
 
 
 def _predict_video(
-    predictor: Predictor, path: Path, out_dir: Path, overlay: bool
+    predictor: Predictor, path: Path, out_dir: Path, overlay: bool, progress: bool = False
 ) -> tuple[list[Path], int]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -187,6 +196,8 @@ def _predict_video(
     temps = [t.with_name(f".{t.stem}.tmp{os.getpid()}.mp4") for t in targets]
     writers: list[cv2.VideoWriter] = []
     frames = 0
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    bar = tqdm(total=count, desc=path.name, unit="frame", disable=not progress, leave=False)
     try:
         while True:
             ok, bgr = capture.read()
@@ -207,7 +218,9 @@ def _predict_video(
             if overlay:
                 writers[1].write(cv2.cvtColor(overlay_mask(rgb, mask), cv2.COLOR_RGB2BGR))
             frames += 1
+            bar.update(1)
     finally:
+        bar.close()
         capture.release()
         for writer in writers:
             writer.release()
@@ -226,20 +239,32 @@ def predict_paths(
     out: Path,
     overlay: bool = True,
     echo: Callable[[str], None] | None = print,
+    progress: bool | None = None,
 ) -> PredictionResult:
-    """Segment every image and video of ``inputs`` into a fresh folder (see the module doc)."""
+    """Segment every image and video of ``inputs`` into a fresh folder (see the module doc).
+
+    ``progress``: a bar over the files and over each video's frames (default: when standard
+    error is a terminal). Each video's line gives its frames per second, end to end.
+    """
+    started = time.monotonic()
     files = collect_inputs(inputs)
+    show = sys.stderr.isatty() if progress is None else progress
     result = PredictionResult(out_dir=fresh_output_dir(Path(out)))
     if echo is not None and result.out_dir != Path(out):
         echo(f"{out} already holds files; writing to {result.out_dir} instead")
-    for path in files:
+    for path in tqdm(files, desc="predict", unit="file", disable=not show or len(files) < 2):
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            written, frames = _predict_video(predictor, path, result.out_dir, overlay)
+            video_start = time.monotonic()
+            written, frames = _predict_video(predictor, path, result.out_dir, overlay, show)
             result.frames += frames
+            seconds = time.monotonic() - video_start
+            note = f" ({frames} frames in {seconds:.1f} s: {frames / seconds:.1f} FPS)"
         else:
             written = _predict_image(predictor, path, result.out_dir, overlay)
             result.images += 1
+            note = ""
         result.files.extend(written)
         if echo is not None:
-            echo(f"{path} -> {', '.join(str(p) for p in written)}")
+            echo(f"{path} -> {', '.join(str(p) for p in written)}{note}")
+    result.seconds = time.monotonic() - started
     return result

@@ -121,6 +121,26 @@ def _refuse_non_zip(first_chunk: bytes, url: str, part: Path) -> None:
     )
 
 
+def _name_not_resolved(error: BaseException) -> bool:
+    """Whether a connection error is a failed DNS look-up (``socket.gaierror`` in its chain)."""
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+            return True
+        nested = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps it there
+        if isinstance(nested, BaseException) and id(nested) not in seen:
+            current = nested
+            continue
+        current = current.__cause__ or current.__context__
+        if current is None and error.args and isinstance(error.args[0], BaseException):
+            current = error.args[0]
+    return False
+
+
 def http_download(
     url: str,
     dest: Path,
@@ -168,6 +188,12 @@ def http_download(
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as error:
+                if _name_not_resolved(error):  # no network, or a wrong host: retrying won't help
+                    raise DownloadError(
+                        f"Downloading {url} failed: its host name does not resolve (no network, "
+                        f"or a wrong address). Download the file in a browser and save it as "
+                        f"{dest}, then run the command again (it is then checked and used)."
+                    ) from error
                 problem = f"connection error ({type(error).__name__}: {error})"
             except _Retry as error:
                 problem = str(error)
