@@ -314,3 +314,24 @@ def test_cli_prints_a_training_error_once_and_logs_it(
     assert "error" in captured.err
     (log,) = (tmp_path / load_config(KVASIR_CFG, overrides).run_name).glob("*/train.log")
     assert "error: MODEL.PRETRAINED=nowhere/mit_b1.pth" in log.read_text()
+
+
+def test_more_epochs_on_resume_stretch_the_schedule_and_say_so(
+    split_root: Path, tmp_path: Path
+) -> None:
+    overrides = [
+        *tiny_overrides(split_root, tmp_path),
+        "MODEL.NAME=SegFormer",
+        "MODEL.BACKBONE=MiT-B0",
+        "SCHEDULER.NAME=warmuppolylr",
+        "SCHEDULER.WARMUP=0",
+    ]
+    first = run_training(load_config(KVASIR_CFG, [*overrides, "TRAIN.EPOCHS=2"]), echo=None)
+    assert first.history[-1]["lr"] > 0
+    longer = load_config(KVASIR_CFG, [*overrides, "TRAIN.EPOCHS=4"])
+    resumed = run_training(longer, resume=first.run_dir, echo=None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    lrs = [row["lr"] for row in resumed.history]
+    assert lrs[2] > 0 and lrs[3] > 0 and lrs[3] < lrs[2]  # it goes on decaying, not at lr 0
+    log = (first.run_dir / "train.log").read_text()
+    assert "TRAIN.EPOCHS changed from 2 to 4 on resume" in log

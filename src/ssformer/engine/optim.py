@@ -188,6 +188,15 @@ class WarmupPolyLR(FactorScheduler):
         self.warmup_ratio = warmup_ratio
         super().__init__(optimizer, last_epoch)
 
+    def stretch_to(self, max_iters: int) -> None:
+        """A new horizon (``TRAIN.EPOCHS`` changed on resume): from now on the rates are those
+        of a run started with ``max_iters`` steps; the optimiser's rates are set for the next
+        step."""
+        self.max_iters = max(max_iters, self.warmup_iters + 1)
+        for group, lr in zip(self.optimizer.param_groups, self.lr_at(self.last_epoch), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     def factor(self, count: int) -> float:
         if count < self.warmup_iters:
             return self.warmup_ratio + (1.0 - self.warmup_ratio) * count / self.warmup_iters

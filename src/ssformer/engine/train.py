@@ -69,6 +69,7 @@ from ssformer.engine.distributed import (
 from ssformer.engine.epoch import EpochStats, StepCallback, train_one_epoch
 from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, evaluate, write_eval_json
 from ssformer.engine.optim import (
+    WarmupPolyLR,
     build_optimizer,
     build_scheduler_from_config,
     current_lr,
@@ -546,10 +547,35 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
             "augmentation; the epochs before the resume used an approximation of it"
         )
     run.logger.restore_rows(state.progress.history)
+    _follow_new_epochs(state, saved, run)
     changed = _config_changes(saved.get("config") or {}, config.to_dict())
     if changed:
         run.log(f"note: the config differs from the checkpoint's in {', '.join(changed)}")
     run.log(f"resumed from {run.run_dir / LAST_NAME}: {state.progress.epoch} epoch(s) done")
+
+
+def _follow_new_epochs(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
+    """``TRAIN.EPOCHS`` changed on resume: a schedule whose length depends on it is stretched
+    (or shortened) to the new length, and the log says so; the others do not depend on it."""
+    before = (saved.get("config") or {}).get("TRAIN", {}).get("EPOCHS")
+    epochs = run.config.train.epochs
+    if before is None or before == epochs:
+        return
+    scheduler = state.scheduler
+    if isinstance(scheduler, WarmupPolyLR):
+        steps_per_epoch = scheduler.max_iters // max(int(before), 1)
+        scheduler.stretch_to(epochs * steps_per_epoch)
+        run.log(
+            f"warning: TRAIN.EPOCHS changed from {before} to {epochs} on resume: the "
+            f"{run.config.scheduler.name} schedule now runs to step {scheduler.max_iters} (the "
+            f"rates of a run started with {epochs} epochs); lr for the next step "
+            f"{current_lr(state.optimizer):.3g}"
+        )
+    else:
+        run.log(
+            f"note: TRAIN.EPOCHS changed from {before} to {epochs} on resume; the "
+            f"{run.config.scheduler.name} schedule does not depend on it and goes on as it was"
+        )
 
 
 def _augmentation_version(config: Config) -> str:
