@@ -157,3 +157,20 @@ def test_seeds_and_duplicates(tmp_path: Path, data: Path) -> None:
 
     with pytest.raises(ConfigError, match="twice"):
         plan_sweep([config, config])
+
+
+def test_dry_run_estimate_names_what_is_missing_on_a_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The study's 12-entry CVC grid, no data and no weights here: every entry gets a cost
+    (a reference step timed on this machine, scaled by FLOPs) and the list of what it lacks."""
+    from ssformer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--cfg", "cvc-clinicdb-auto", "--dry-run", "--estimate"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    entries = [line for line in lines if "_CVCClinicDB" in line]
+    assert len(entries) == 12
+    assert all("s/step" in line and "missing: data data/CVC-ClinicDB" in line for line in entries)
+    assert all("weights checkpoints/backbones/mit/mit_b" in line for line in entries)
+    assert "scaled by FLOPs" in lines[-1]

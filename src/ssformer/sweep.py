@@ -227,49 +227,96 @@ def _train_images(config: Config) -> int | None:
 
 @dataclass
 class CostEstimate:
-    """A rough training cost of one entry from a measured train step (``ssformer bench``)."""
+    """A rough training cost of one entry, and what the entry still lacks to run."""
 
     step_seconds: float
     steps: int | None
+    missing: list[str] = field(default_factory=list)
+    how: str = ""
 
     @property
     def hours(self) -> float | None:
         return None if self.steps is None else self.step_seconds * self.steps / 3600
 
 
-def estimate_cost(entry: PlannedRun, repeats: int = 3) -> CostEstimate:
-    """Time a few train steps of the entry's model on its device (at batch <= 2, scaled
-    linearly to the configured batch) and multiply by the steps of the whole run."""
+def missing_inputs(config: Config) -> list[str]:
+    """What an entry needs and this machine lacks: the data folder, the backbone weights."""
+    missing = []
+    root = Path(config.dataset.root)
+    if not root.is_dir():
+        missing.append(f"data {root}")
+    elif _train_images(config) is None:
+        missing.append(f"training images under {root} (split it: `ssformer split {root}`)")
+    if config.model.pretrained and not Path(config.model.pretrained).is_file():
+        missing.append(f"weights {config.model.pretrained}")
+    return missing
+
+
+def _forward_flops(name: str, backbone: str, num_classes: int, size: int) -> int:
+    """FLOPs of one forward pass of a model at ``size`` (counted on the meta device: no memory,
+    no compute)."""
+    import torch
+
+    from ssformer.benchmark import count_flops
+    from ssformer.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(name, backbone, num_classes=num_classes)
+    return count_flops(model, size)
+
+
+def estimate_costs(plan: Sequence[PlannedRun], repeats: int = 3) -> dict[str, CostEstimate]:
+    """Seconds per train step and the whole run's steps of every entry, in seconds on any
+    machine: one reference step (SegFormer on MiT-B0, 128 px, batch 2) is timed on each entry's
+    device and precision (the CPU when its CUDA device is not here), and every entry's step is
+    that time scaled by its forward FLOPs (counted on the meta device) and its batch."""
     from ssformer import benchmark
     from ssformer.engine.runtime import config_autocast_dtype, resolve_device
-    from ssformer.models import model_from_config
+    from ssformer.errors import ConfigError
+    from ssformer.models import build_model
 
-    config = entry.config
-    device = resolve_device(config.device)
-    model = model_from_config(config, pretrained=False)
-    batch = config.train.batch_size
-    measured_batch = min(batch, 2)
-    size = max(config.train.image_size)
-    result = benchmark.measure(
-        model,
-        mode="train",
-        batch=measured_batch,
-        size=size,
-        device=device,
-        # the precision the run will train in (fp32 on CPUs unless bfloat16 is asked for)
-        amp=config_autocast_dtype(config, device) is not None,
-        channels_last=config.train.channels_last,
-        warmup=1,
-        repeats=repeats,
-    )
-    step = result.timing.median * batch / measured_batch
-    images = _train_images(config)
-    steps = None if images is None else -(-images // batch) * config.train.epochs
-    return CostEstimate(step_seconds=step, steps=steps)
+    rates: dict[tuple[str, bool], float] = {}
+    estimates: dict[str, CostEstimate] = {}
+    for entry in plan:
+        config = entry.config
+        try:
+            device, where = resolve_device(config.device), ""
+        except ConfigError:  # e.g. DEVICE: cuda0 on a machine without a GPU
+            device, where = resolve_device("cpu"), f" (DEVICE={config.device} absent: the CPU)"
+        amp = config_autocast_dtype(config, device) is not None
+        key = (str(device), amp)
+        if key not in rates:
+            reference = build_model("SegFormer", "MiT-B0", num_classes=2)
+            timing = benchmark.measure(
+                reference,
+                mode="train",
+                batch=2,
+                size=128,
+                device=device,
+                amp=amp,
+                warmup=1,
+                repeats=repeats,
+            ).timing
+            rates[key] = timing.median / (2 * _forward_flops("SegFormer", "MiT-B0", 2, 128))
+        flops = _forward_flops(
+            config.model.name,
+            config.model.backbone,
+            int(config.model.num_classes or 1),
+            max(config.train.image_size),
+        )
+        step = rates[key] * flops * config.train.batch_size
+        images = _train_images(config)
+        steps = (
+            None if images is None else -(-images // config.train.batch_size) * config.train.epochs
+        )
+        how = f"{device}{where}, {'AMP' if amp else 'fp32'}: MiT-B0 step timed, scaled by FLOPs"
+        estimates[entry.key] = CostEstimate(step, steps, missing_inputs(config), how)
+    return estimates
 
 
 def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate] | None) -> str:
-    """A table of the planned entries, their state and (optionally) their estimated cost."""
+    """A table of the planned entries, their state and (optionally) their estimated cost and
+    what each still lacks."""
     rows = []
     total = 0.0
     for entry in plan:
@@ -279,10 +326,12 @@ def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate]
             estimate = estimates[entry.key]
             hours = estimate.hours
             if hours is None:
-                cost = f"{estimate.step_seconds:.2f} s/step (dataset not found: steps unknown)"
+                cost = f"{estimate.step_seconds:.2f} s/step (training images not found)"
             else:
                 total += hours if status != "finished" else 0.0
                 cost = f"{estimate.step_seconds:.2f} s/step x {estimate.steps} = {hours:.2f} h"
+            if estimate.missing:
+                cost += "; missing: " + ", ".join(estimate.missing)
         config = entry.config
         rows.append(
             f"{entry.key:<44} {status:<9} {config.train.epochs:>4} ep  "
@@ -290,5 +339,9 @@ def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate]
         )
     text = "\n".join(rows)
     if estimates is not None:
-        text += f"\nestimated time of what is left: {total:.2f} h (rough: measured at batch <= 2)"
+        hows = sorted({estimate.how for estimate in estimates.values()})
+        text += (
+            f"\nestimated time of what is left: {total:.2f} h for the entries whose data is "
+            f"here (rough: {'; '.join(hows)})"
+        )
     return text

@@ -32,18 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--estimate",
         action="store_true",
-        help="with --dry-run: time a few train steps of each model to estimate the cost",
+        help="with --dry-run: estimate each entry's training time (a reference step timed here, scaled by FLOPs) and name the data and weights it lacks",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssformer.sweep import describe_plan, estimate_cost, plan_sweep, run_sweep
+    from ssformer.sweep import describe_plan, estimate_costs, plan_sweep, run_sweep
 
     plan = plan_sweep(args.cfg, args.overrides, args.seeds)
     if args.dry_run:
-        estimates = {e.key: estimate_cost(e) for e in plan} if args.estimate else None
+        estimates = estimate_costs(plan) if args.estimate else None
         print(describe_plan(plan, estimates))
         return 0
     summary = run_sweep(plan, progress=args.progress, echo=sys.stdout)
