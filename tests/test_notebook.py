@@ -55,3 +55,67 @@ def test_notebook_runs_headless_in_smoke_mode(tmp_path: Path) -> None:
     assert "run finished" in outputs  # the background training's log was followed
     assert (tmp_path / "output" / "smoke" / "report" / "results.png").is_file()
     assert list((tmp_path / "output" / "smoke").glob("*/*/best.pth"))
+
+
+def _kill_training_in(folder: Path) -> bool:
+    """SIGKILL the background ``ssformer train`` started from ``folder`` (a Colab disconnect
+    takes every process of the runtime with it)."""
+    import signal
+
+    killed = False
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        if b"ssformer" in cmdline and b"train" in cmdline and cwd == folder.resolve():
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed = True
+    return killed
+
+
+@pytest.mark.slow
+def test_notebook_resumes_the_run_after_a_disconnect(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from nbclient.exceptions import CellExecutionError
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    )
+    parameters = {"SMOKE": True, "USE_DRIVE": False, "OVERRIDES": ["TRAIN.EPOCHS=3"]}
+
+    def execute() -> nbformat.NotebookNode:
+        notebook = nbformat.read(NOTEBOOK, as_version=4)
+        _with_parameters(notebook, **parameters)
+        resources = {"metadata": {"path": tmp_path}}
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources).execute()
+        return notebook
+
+    def disconnect_after_the_first_epoch() -> None:
+        deadline = time.monotonic() + 500
+        while time.monotonic() < deadline:
+            started = list((tmp_path / "output" / "smoke").glob("*/*/last.pth"))
+            if started and _kill_training_in(tmp_path):
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=disconnect_after_the_first_epoch)
+    watcher.start()
+    with pytest.raises(CellExecutionError, match="background job failed"):
+        execute()  # the training cell fails when its job dies: the notebook stops there
+    watcher.join()
+    (run,) = (tmp_path / "output" / "smoke").glob("*/*/last.pth")
+
+    notebook = execute()  # run top to bottom again, as after a reconnect
+    outputs = "\n".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+    assert f"resuming {run.parent.relative_to(tmp_path)}" in outputs and "resumed from" in outputs
+    assert [p.parent for p in (tmp_path / "output" / "smoke").glob("*/*/last.pth")] == [run.parent]
+    assert "run finished" in outputs

@@ -13,8 +13,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssformer.errors import SSFormerError
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
 
 
 def in_colab() -> bool:
@@ -50,7 +54,7 @@ def run_cli(*args: str) -> None:
 
 
 def link_to_drive(
-    drive_dir: str | Path, folders: Sequence[str] = ("data", "checkpoints", "output")
+    drive_dir: str | Path, folders: Sequence[str] = ("checkpoints", "output")
 ) -> None:
     """Mount Google Drive (in Colab) and make ``folders`` links into ``drive_dir``.
 
@@ -146,3 +150,75 @@ def copy_to(files: Sequence[str | Path], target_dir: str | Path) -> list[Path]:
         written.append(destination)
         print(f"{source} -> {destination}")
     return written
+
+
+# ----------------------------------------------------------------------------- one experiment
+
+_DATASET_FOLDERS = {"Kvasir-SEG": "kvasir-seg", "CVC-ClinicDB": "cvc-clinicdb", "PraNet": "pranet"}
+_ARCHIVES = {
+    "kvasir-seg": "kvasir-seg.zip",
+    "cvc-clinicdb": "cvcclinicdb.zip",
+    "pranet": "pranet-benchmark.zip",
+}
+
+
+def dataset_to_download(config: Config) -> str | None:
+    """The ``ssformer download data`` name of the config's ``DATASET.ROOT`` (``data/Kvasir-SEG``
+    -> ``kvasir-seg``), or ``None`` for data of one's own."""
+    root = Path(config.dataset.root)
+    for part in (root.name, *[p.name for p in root.parents]):
+        if part in _DATASET_FOLDERS:
+            return _DATASET_FOLDERS[part]
+    return None
+
+
+def weights_to_download(config: Config) -> list[str]:
+    """The ``ssformer download weights`` names of the files the config loads (its
+    ``MODEL.PRETRAINED``), nothing more."""
+    from ssformer.models.zoo import WEIGHTS
+
+    if not config.model.pretrained:
+        return []
+    wanted = Path(config.model.pretrained).name
+    return [name for name, source in WEIGHTS.items() if source.filename == wanted]
+
+
+def fetch_dataset(name: str, drive_dir: str | Path | None = None) -> None:
+    """``ssformer download data NAME`` onto the local disk (fast to read every epoch), with
+    its archive kept on Drive: an archive saved there by an earlier runtime is used instead of
+    downloading again, and a new one is copied there."""
+    archive = Path("data") / _ARCHIVES[name]
+    kept = Path(drive_dir) / "archives" / archive.name if drive_dir else None
+    if kept is not None and kept.is_file() and not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        copy_to([kept], archive.parent)
+    run_cli("download", "data", name, "--keep-archive")
+    if kept is not None and archive.is_file() and not kept.exists():
+        copy_to([archive], kept.parent)
+
+
+def unfinished_run(config: Config) -> Path | None:
+    """The newest run of this model, backbone and data set whose ``last.pth`` has fewer epochs
+    than ``TRAIN.EPOCHS`` (a run cut off by a disconnect), or ``None``."""
+    from ssformer.engine.train import experiment_dir
+    from ssformer.engine.training_state import LAST_NAME, load_training_state
+
+    runs = sorted(experiment_dir(config).glob(f"*/{LAST_NAME}"), key=lambda p: p.stat().st_mtime)
+    for last in reversed(runs):
+        if int(load_training_state(last)["epoch"]) < config.train.epochs:
+            return last.parent
+    return None
+
+
+def train_in_background(
+    config_name: str, config: Config, settings: Sequence[str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start (or, after a disconnect, resume) the training of ``config`` in the background;
+    returns the job and its console log (what ``tail -f`` should follow)."""
+    log = Path(config.save_dir) / "notebook" / f"{config.run_name}.out"
+    args = ["train", "--cfg", config_name, "--no-progress", "--set", *settings]
+    run = unfinished_run(config)
+    if run is not None:
+        print(f"resuming {run} (cut off before epoch {config.train.epochs})")
+        args += ["--resume", str(run)]
+    return start_background(args, log), log
