@@ -171,3 +171,19 @@ def test_video_prints_progress_and_fps(tmp_path: Path, capsys: pytest.CaptureFix
     assert re.search(r"\(6 frames in [0-9.]+ s: [0-9.]+ FPS\)$", line), line
     err = capsys.readouterr().err
     assert "clip.mp4" in err and "/6" in err and "frame/s" in err  # the frame bar
+
+
+def test_predict_cfg_uses_the_weights_train_cfg_wrote(tmp_path: Path) -> None:
+    """The study's kvasir-seg.yaml trains SegFormer, but its TEST section names a PLDSegFormer
+    file: ``predict --cfg`` takes the weights ``train --cfg`` of that config wrote."""
+    from ssformer.commands.predict import _config_weights
+    from ssformer.config import load_config
+    from ssformer.errors import ConfigError
+
+    config = load_config("kvasir-seg", ["DATASET.ROOT=data/x", f"SAVE_DIR={tmp_path}"])
+    assert config.model.name == "SegFormer" and "PLDSegFormer" in str(config.test.model_path)
+    with pytest.raises(ConfigError, match="train first"):
+        _config_weights(config)
+    trained = config.best_checkpoint_path
+    trained.write_bytes(b"")
+    assert _config_weights(config) == trained

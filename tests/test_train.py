@@ -335,3 +335,7 @@ def test_more_epochs_on_resume_stretch_the_schedule_and_say_so(
     assert lrs[2] > 0 and lrs[3] > 0 and lrs[3] < lrs[2]  # it goes on decaying, not at lr 0
     log = (first.run_dir / "train.log").read_text()
     assert "TRAIN.EPOCHS changed from 2 to 4 on resume" in log
+    assert list((first.run_dir / "tensorboard").glob("events.out.tfevents.*"))  # on by default
+    # a run-level ETA in the epoch lines and in the step lines that tail -f shows
+    assert re.search(r"epoch 1/2 done: .*; run ETA \d+m\d\ds", log)
+    assert re.search(r"epoch 2/2 \(run ETA \d+m\d\ds\) step 1/", log)

@@ -41,6 +41,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _config_weights(config) -> Path | None:  # config: ssformer.config.Config (typed lazily)
+    """The weights ``--cfg`` means: the ones ``ssformer train --cfg`` of the same config wrote
+    (``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>.pth``), unless ``TEST.MODEL_PATH`` names a file of
+    this very model. (The study's ``kvasir-seg.yaml`` trains SegFormer but its ``TEST`` section
+    names a PLDSegFormer file.)"""
+    test_path = Path(config.test.model_path) if config.test.model_path else None
+    trained = config.best_checkpoint_path
+    if test_path is not None and test_path.stem == config.run_name:
+        return test_path
+    if trained.is_file():
+        if test_path is not None:
+            print(
+                f"using {trained}, the weights this config trains (TEST.MODEL_PATH={test_path} "
+                "is another model's); --weights PATH chooses others"
+            )
+        return trained
+    if test_path is not None and test_path.is_file():
+        return test_path
+    if test_path is None:
+        return trained
+    from ssformer.errors import ConfigError
+
+    raise ConfigError(
+        f"neither {trained} (the weights `ssformer train --cfg {config.source}` writes) nor "
+        f"TEST.MODEL_PATH={test_path} exists: train first, or give --weights PATH"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ssformer.errors import ConfigError
 
@@ -54,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = [Path(config.test.file)]
     if not inputs:
         raise ConfigError("give INPUT files/folders/videos (or --cfg F with TEST.FILE)")
-    weights = args.weights or (
-        Path(config.test.model_path) if config and config.test.model_path else None
-    )
+    weights = args.weights or (_config_weights(config) if config is not None else None)
     if weights is None:
         raise ConfigError("give --weights PATH (or --cfg F with TEST.MODEL_PATH)")
     if args.size:

@@ -45,11 +45,17 @@ class _StepReport:
     """The epoch's progress: a tqdm bar, or about ten log lines per epoch."""
 
     def __init__(
-        self, loader: Iterable[Any], epoch: int, epochs: int, log: Callable[[str], None], bar: bool
+        self,
+        loader: Iterable[Any],
+        epoch: int,
+        epochs: int,
+        log: Callable[[str], None],
+        bar: bool,
+        run_eta: str = "",
     ) -> None:
         self.total = len(loader) if hasattr(loader, "__len__") else None
         self.every = max(1, (self.total or 10) // 10)
-        self.prefix = f"epoch {epoch}/{epochs}"
+        self.prefix = f"epoch {epoch}/{epochs}" + (f" (run ETA {run_eta})" if run_eta else "")
         self.log = log
         self.start = time.monotonic()
         self.bar = None
@@ -94,16 +100,18 @@ def train_one_epoch(
     max_steps: int | None = None,
     deadline: float | None = None,
     on_step: StepCallback | None = None,
+    run_eta: str = "",
 ) -> EpochStats:
     """Train for one epoch; returns the mean loss over all ranks and what happened.
 
     ``scheduler.interval == "step"`` schedules step after every optimiser step (others are
     stepped by the caller after the epoch). ``max_steps`` / ``deadline`` (a
-    ``time.monotonic()`` value) end the epoch early and set ``stop_reason``.
+    ``time.monotonic()`` value) end the epoch early and set ``stop_reason``. ``run_eta``: the
+    whole run's estimated time left, shown in the bar and the step lines.
     """
     device = ctx.device
     model.train()
-    report = _StepReport(loader, epoch, epochs, log, progress)
+    report = _StepReport(loader, epoch, epochs, log, progress, run_eta)
     loss_sum, steps, images, stop_reason = 0.0, 0, 0, None
     try:
         for batch in report.batches(loader):

@@ -279,6 +279,7 @@ def _train_epoch(
         max_steps=max_steps - done.global_step if max_steps else None,
         deadline=deadline,
         on_step=on_step if ctx.is_main else None,
+        run_eta=_run_eta(done.history, config.train.epochs - epoch + 1),
     )
     done.global_step += stats.steps
     if getattr(state.scheduler, "interval", "epoch") == "epoch":
@@ -294,9 +295,11 @@ def _train_epoch(
     _save_epoch(run, state, is_best)
     if ctx.is_main:
         run.logger.log_metrics(row)
-        run.log(
-            _epoch_line(epoch, config.train.epochs, stats, lr, row, state, run.metric_name, is_best)
+        line = _epoch_line(
+            epoch, config.train.epochs, stats, lr, row, state, run.metric_name, is_best
         )
+        eta = _run_eta(done.history, config.train.epochs - epoch)
+        run.log(line + (f"; run ETA {eta}" if eta and stats.stop_reason is None else ""))
     barrier(ctx)
     return stats.stop_reason
 
@@ -594,6 +597,17 @@ def _wrapped_for_training(model: nn.Module, config: Config, ctx: DistContext) ->
 
 
 # ----------------------------------------------------------------------------- epoch steps
+
+
+def _run_eta(history: list[dict[str, Any]], epochs_left: int) -> str:
+    """The time the run still needs: the mean of its epochs so far (training and validation)
+    times the epochs left; empty before the first epoch."""
+    times = [row.get("train_time_s", 0.0) + row.get("eval_time_s", 0.0) for row in history]
+    if not times or epochs_left <= 0:
+        return ""
+    seconds = int(sum(times) / len(times) * epochs_left)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _epoch_row(epoch: int, lr: float, stats: EpochStats, global_step: int) -> dict[str, Any]:
