@@ -109,7 +109,7 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         runs = ", ".join(c.run_name for c in configs[:3]) + (", ..." if len(configs) > 3 else "")
         raise ConfigError(
             f"{configs[0].source} is a sweep of {len(configs)} runs ({runs}): run it with "
-            f"`ssformer sweep`, or pick one run with --set MODEL.NAME=... "
+            f"`ssformer sweep --cfg {configs[0].source}`, or pick one run with --set MODEL.NAME=... "
             f"--set MODEL.BACKBONE=..."
         )
     return configs[0]

@@ -193,8 +193,8 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
         except _Invalid:
             if isinstance(value, list) and key_path in SWEEP_KEYS:
                 raise ConfigError(
-                    f"{source}: {key_path} is a list (a sweep); load it with load_configs / "
-                    f"`ssformer sweep`"
+                    f"{source}: {key_path} is a list (a sweep); load it with load_configs, or run "
+                    f"`ssformer sweep --cfg {source}`"
                 ) from None
             raise ConfigError(
                 f"{source}: {key_path} must be {_type_name(tp)}, got {value!r}"

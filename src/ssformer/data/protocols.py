@@ -89,7 +89,7 @@ def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
         else:
             raise DataError(
                 f"DATASET.ROOT={root} has no {split}/ folder (nor images/ + masks/); split the "
-                "dataset with `ssformer split` and point DATASET.ROOT at its output"
+                f"dataset with `ssformer split {root}` and point DATASET.ROOT at its output"
             )
         return ProtocolData(**{split: sets})
     missing = [s for s in ("train", *EVAL_SPLITS) if not (root / s).is_dir()]

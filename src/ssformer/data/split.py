@@ -131,7 +131,7 @@ def _pair_by_stem(images: list[str], masks: list[str], root: Path) -> dict[str, 
             parts.append("several masks share one file stem")
         raise DataError(
             f"{root} is not a complete set of image/mask pairs ({'; '.join(parts)}); "
-            "fix or remove those files (`ssformer check-data` lists every problem)"
+            f"fix or remove those files (`ssformer check-data {root}` lists every problem)"
         )
     return {n: mask_by_stem[Path(n).stem] for n in images}
 
@@ -226,7 +226,7 @@ def split_dataset(
     if stray and not resuming:
         raise DataError(
             f"{output} already holds files ({stray[0]}) but no {MANIFEST_NAME} from a split with "
-            f"{parameters}; it was not made by this `ssformer split`: choose another --output"
+            f"{parameters}; it was not made by ssformer split: choose another --output"
         )
     output.mkdir(parents=True, exist_ok=True)
     _write_json(marker, parameters)  # lets an interrupted run resume
@@ -289,7 +289,7 @@ def _read_manifest(path: Path) -> dict:
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read the split manifest {path}: {error}") from error
     if not isinstance(manifest, dict) or "parameters" not in manifest or "pairs" not in manifest:
-        raise DataError(f"{path} is not a split manifest written by `ssformer split`")
+        raise DataError(f"{path} is not a split manifest written by ssformer split")
     return manifest
 
 

@@ -105,7 +105,8 @@ def load_training_state(path: Path) -> dict[str, Any]:
     if state.get("format") != TRAINING_STATE_FORMAT:
         raise CheckpointError(
             f"{path} is not an ssformer training state (no format {TRAINING_STATE_FORMAT!r}); "
-            "to start from weights only, set MODEL.PRETRAINED or use `ssformer val --weights`"
+            f"to start from weights only, set MODEL.PRETRAINED, or evaluate them with "
+            f"`ssformer val --cfg CONFIG --weights {path}`"
         )
     return state
 

@@ -165,8 +165,9 @@ def load_model(weights: str | Path, config: Config | None = None) -> Segmentatio
     path = Path(weights)
     if not path.is_file():
         raise CheckpointError(
-            f"weights file {path} does not exist; train a model (`ssformer train`), download "
-            "published weights (`ssformer download weights ...`) or pass --weights PATH"
+            f"weights file {path} does not exist; train a model (ssformer train --cfg CONFIG), "
+            "download published weights (`ssformer download weights ssformer-s`) or pass "
+            "--weights PATH"
         )
     payload = read_checkpoint(path)  # read once: checkpoints can be hundreds of MB
     if config is None or payload.get("format") == FORMAT:

@@ -181,7 +181,7 @@ def verify_run_data(root: str | None, protocol: Any, dataset: str) -> tuple[str 
     if not isinstance(identity, dict):
         return (
             None,
-            f"no data identity in {manifest}: run `ssformer split` on it again (it adds one)",
+            f"no data identity in {manifest}: run `ssformer split {root}` again (it adds one)",
         )
     verified = identity.get("verified_as")
     verified = verified if isinstance(verified, str) else None
