@@ -47,6 +47,16 @@ def _read_mask(path: Path) -> np.ndarray:
     return array > 127
 
 
+def _write_video(path: Path, frames: int) -> Path:
+    """A 64x48 mp4 of ``frames`` identical disc frames at 5 FPS."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    frame, _ = _disc_image(48, 64)
+    for _ in range(frames):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 def test_image_folder_and_video_with_the_oracle(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     (inputs / "folder").mkdir(parents=True)
@@ -57,12 +67,7 @@ def test_image_folder_and_video_with_the_oracle(tmp_path: Path) -> None:
         rgb, gt = _disc_image(h, w)
         cv2.imwrite(str(inputs / "folder" / f"f{index}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         truths[f"f{index}"] = gt
-    video = inputs / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
-    frame, _ = _disc_image(48, 64)
-    for _ in range(4):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    video = _write_video(inputs / "clip.mp4", 4)
 
     predictor = Predictor(Oracle(), (64, 64), torch.device("cpu"))
     out = tmp_path / "out"
@@ -157,12 +162,7 @@ def test_predict_cli_and_infer_tool_with_a_checkpoint(tmp_path: Path) -> None:
 
 
 def test_video_prints_progress_and_fps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
-    frame, _ = _disc_image(48, 64)
-    for _ in range(6):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    video = _write_video(tmp_path / "clip.mp4", 6)
     lines: list[str] = []
     predictor = Predictor(Oracle(), (64, 64), torch.device("cpu"))
     result = predict_paths(predictor, [video], tmp_path / "out", echo=lines.append, progress=True)

@@ -154,22 +154,15 @@ def copy_to(files: Sequence[str | Path], target_dir: str | Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- one experiment
 
-_DATASET_FOLDERS = {"Kvasir-SEG": "kvasir-seg", "CVC-ClinicDB": "cvc-clinicdb", "PraNet": "pranet"}
-_ARCHIVES = {
-    "kvasir-seg": "kvasir-seg.zip",
-    "cvc-clinicdb": "cvcclinicdb.zip",
-    "pranet": "pranet-benchmark.zip",
-}
-
 
 def dataset_to_download(config: Config) -> str | None:
     """The ``ssformer download data`` name of the config's ``DATASET.ROOT`` (``data/Kvasir-SEG``
     -> ``kvasir-seg``), or ``None`` for data of one's own."""
+    from ssformer.data.download import DOWNLOADS
+
     root = Path(config.dataset.root)
-    for part in (root.name, *[p.name for p in root.parents]):
-        if part in _DATASET_FOLDERS:
-            return _DATASET_FOLDERS[part]
-    return None
+    folders = {download.folder: name for name, download in DOWNLOADS.items()}
+    return next((folders[p.name] for p in (root, *root.parents) if p.name in folders), None)
 
 
 def weights_to_download(config: Config) -> list[str]:
@@ -187,7 +180,9 @@ def fetch_dataset(name: str, drive_dir: str | Path | None = None) -> None:
     """``ssformer download data NAME`` onto the local disk (fast to read every epoch), with
     its archive kept on Drive: an archive saved there by an earlier runtime is used instead of
     downloading again, and a new one is copied there."""
-    archive = Path("data") / _ARCHIVES[name]
+    from ssformer.data.download import DOWNLOADS
+
+    archive = Path("data") / DOWNLOADS[name].archive
     kept = Path(drive_dir) / "archives" / archive.name if drive_dir else None
     if kept is not None and kept.is_file() and not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
 
 from ssformer.commands.train import add_config_arguments
 
@@ -41,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _config_weights(config) -> Path | None:  # config: ssformer.config.Config (typed lazily)
+def _config_weights(config: Config) -> Path | None:
     """The weights ``--cfg`` means: the ones ``ssformer train --cfg`` of the same config wrote
     (``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>.pth``), unless ``TEST.MODEL_PATH`` names a file of
     this very model. (The study's ``kvasir-seg.yaml`` trains SegFormer but its ``TEST`` section

@@ -33,6 +33,7 @@ __all__ = [
     "decode_image",
     "decode_mask",
     "decode_mask_as_stored",
+    "decode_mask_grey",
     "load_resized_pair",
     "resize_pair",
 ]
@@ -61,7 +62,13 @@ def decode_image(path: Path, draft_size: tuple[int, int] | None = None) -> np.nd
 
 def decode_mask(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
     """Binary mask as bool ``[H, W]``: grey value > 128 (JPEG masks are not exactly 0/255)."""
-    return _open(Path(path), "L", draft_size) > 128
+    return decode_mask_grey(path, draft_size) > 128
+
+
+def decode_mask_grey(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The mask's grey pixels as PIL ``convert("L")`` gives them, uint8 ``[H, W]`` (the
+    official ``test.py``'s and the toolbox's GT before each binarises it)."""
+    return _open(Path(path), "L", draft_size)
 
 
 def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

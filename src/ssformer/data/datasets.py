@@ -24,7 +24,7 @@ from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
-__all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices"]
+__all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices", "innermost"]
 
 
 PairTransform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -158,6 +158,16 @@ class PolypDataset(torch.utils.data.Dataset):
             f"PolypDataset(root={str(self.root)!r}, n={len(self)}, image_size={self.image_size}, "
             f"cache={self.cache is not None})"
         )
+
+
+def innermost(dataset: Any) -> tuple[Any, list[int]]:
+    """The dataset inside any ``torch.utils.data.Subset`` wrappers and, for each position of
+    ``dataset``, the index into it (the ``index`` its items carry)."""
+    indices = list(range(len(dataset)))
+    while isinstance(dataset, torch.utils.data.Subset):
+        indices = [dataset.indices[i] for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
 
 
 def holdout_indices(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ssformer.data import sources
@@ -34,7 +35,14 @@ from ssformer.io.kaggle import kaggle_download
 from ssformer.io.messages import note
 from ssformer.registry import DATASET_DOWNLOADS
 
-__all__ = ["download_cvc_clinicdb", "download_dataset", "download_kvasir", "download_pranet"]
+__all__ = [
+    "DOWNLOADS",
+    "DataDownload",
+    "download_cvc_clinicdb",
+    "download_dataset",
+    "download_kvasir",
+    "download_pranet",
+]
 
 
 def _existing_dataset(target: Path, name: str, verify: Callable[[Path], object]) -> bool:
@@ -232,19 +240,32 @@ def download_pranet(
     return target
 
 
+@dataclass(frozen=True)
+class DataDownload:
+    """One data set ``ssformer download data`` knows: its folder under the data root, the
+    archive name that is used when already there (put by hand, or kept), and its fetcher."""
+
+    folder: str
+    archive: str
+    fetch: Callable[..., Path]
+
+
+DOWNLOADS: dict[str, DataDownload] = {
+    "kvasir-seg": DataDownload(KVASIR_SEG.folder, sources.KVASIR_ARCHIVE, download_kvasir),
+    "cvc-clinicdb": DataDownload(CVC_CLINICDB.folder, sources.CVC_ARCHIVE, download_cvc_clinicdb),
+    "pranet": DataDownload(PRANET.folder, sources.PRANET_ARCHIVE, download_pranet),
+}
+"""By the names of :data:`ssformer.registry.DATASET_DOWNLOADS`."""
+
+
 def download_dataset(
     name: str, root: Path | str = "data", *, keep_archive: bool = False, quiet: bool = False
 ) -> Path:
     """Download one data set by CLI name (:data:`ssformer.registry.DATASET_DOWNLOADS`):
     ``kvasir-seg``, ``cvc-clinicdb`` or ``pranet``; returns its folder."""
-    downloaders = {
-        "kvasir-seg": download_kvasir,
-        "cvc-clinicdb": download_cvc_clinicdb,
-        "pranet": download_pranet,
-    }
     key = name.lower()
-    if key not in DATASET_DOWNLOADS:
+    if key not in DOWNLOADS:
         raise DownloadError(
             f"unknown data set {name!r}; choose from {', '.join(DATASET_DOWNLOADS)}."
         )
-    return downloaders[key](root, keep_archive=keep_archive, quiet=quiet)
+    return DOWNLOADS[key].fetch(root, keep_archive=keep_archive, quiet=quiet)

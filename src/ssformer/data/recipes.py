@@ -35,38 +35,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ssformer.data.cache import decode_mask_as_stored
+from ssformer.data.cache import decode_image, decode_mask_as_stored, decode_mask_grey
 from ssformer.data.datasets import find_pairs
-from ssformer.data.study_resize import study_eval_size, study_resize
-from ssformer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ssformer.data.study_resize import normalise_uint8, study_eval_size, study_resize
 from ssformer.errors import ConfigError, DataError
 from ssformer.registry import EVAL_RECIPES
 
 __all__ = [
     "RecipeEvalDataset",
-    "read_mask_pixels",
     "toolbox_map",
 ]
-
-_MEAN = torch.from_numpy(IMAGENET_MEAN)[:, None, None]
-_STD = torch.from_numpy(IMAGENET_STD)[:, None, None]
-
-
-def read_mask_pixels(path: Path) -> np.ndarray:
-    """The mask's grey pixels as PIL ``convert("L")`` gives them, uint8 ``[H, W]`` (the
-    official ``test.py`` and the toolbox's GT; each convention binarises them its own way)."""
-    return np.array(_open(path).convert("L"))
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataError(
-            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
-        ) from error
-    return image
 
 
 def _as_chw(array: np.ndarray) -> torch.Tensor:
@@ -74,11 +52,6 @@ def _as_chw(array: np.ndarray) -> torch.Tensor:
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(np.array(array.transpose(2, 0, 1)))
-
-
-def _normalise(image: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[3, H, W]`` -> float32, / 255, ImageNet mean and std."""
-    return (image.to(torch.float32) / 255.0 - _MEAN) / _STD
 
 
 def toolbox_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -135,29 +108,27 @@ class RecipeEvalDataset(Dataset):
         return {"image": image, "mask": mask, "index": index}
 
     def _study_item(self, image_path: Path, mask_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        image = _as_chw(np.asarray(_open(image_path)))
+        image = _as_chw(decode_image(image_path))
         mask = _as_chw(decode_mask_as_stored(mask_path))
-        if image.shape[0] != 3:
-            image = _as_chw(np.asarray(_open(image_path).convert("RGB")))
         if image.shape[1:] != mask.shape[1:]:
             raise DataError(f"{image_path.name} and its mask {mask_path} differ in size")
         image, mask = study_resize(image, mask, self.image_size[0])
         label = (mask[0:1] == 255).to(torch.float32)  # (mask[0] / 255).long()
-        return _normalise(image), label
+        return normalise_uint8(image), label
 
     def _official_item(
         self, image_path: Path, mask_path: Path
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = self.image_size
-        rgb = _open(image_path).convert("RGB").resize((w, h), Image.BILINEAR)
-        image = _normalise(_as_chw(np.asarray(rgb)))
-        grey = _open(mask_path).convert("L").resize((w, h), Image.NEAREST)
+        rgb = Image.fromarray(decode_image(image_path)).resize((w, h), Image.BILINEAR)
+        image = normalise_uint8(_as_chw(np.asarray(rgb)))
+        grey = Image.fromarray(decode_mask_grey(mask_path)).resize((w, h), Image.NEAREST)
         label = torch.from_numpy(np.asarray(grey) > 128)[None].to(torch.float32)
         return image, label
 
     def original_mask(self, index: int) -> np.ndarray:
-        """The original mask's grey pixels, uint8 ``[H, W]`` (:func:`read_mask_pixels`)."""
-        return read_mask_pixels(self.pairs[index][1])
+        """The original mask's grey pixels, uint8 ``[H, W]`` (PIL ``convert("L")``)."""
+        return np.array(decode_mask_grey(self.pairs[index][1]))
 
     def __repr__(self) -> str:
         return f"RecipeEvalDataset(root={str(self.root)!r}, recipe={self.recipe!r}, n={len(self)})"

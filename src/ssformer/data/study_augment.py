@@ -39,17 +39,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from ssformer.data.study_resize import resize_uint8
-from ssformer.registry import IMAGENET_MEAN, IMAGENET_STD
+from ssformer.data.study_resize import normalise_uint8, resize_uint8
 
 __all__ = ["STUDY_AUGMENT_VERSION", "StudyTrainTransform"]
 
 STUDY_AUGMENT_VERSION = "study-exact-1"
 """Recorded in ``last.pth``: runs started before this exact port (an approximation, from a
 square cache) are told on resume that their augmentation changed."""
-
-_MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
-_STD = torch.tensor(IMAGENET_STD)[:, None, None]
 
 
 class StudyTrainTransform:
@@ -95,8 +91,7 @@ class StudyTrainTransform:
         img, lbl = self._rotation(img, lbl)
         img = self._enhance(img)
         lbl = self._dilate_or_erode(lbl)
-        normalised = (img.to(torch.float32) / 255.0 - _MEAN) / _STD
-        return normalised, (lbl[0:1] == 255).to(torch.float32)  # (mask[0] / 255).long()
+        return normalise_uint8(img), (lbl[0:1] == 255).to(torch.float32)  # (mask[0] / 255).long()
 
     def _resized_crop(
         self, img: torch.Tensor, lbl: torch.Tensor

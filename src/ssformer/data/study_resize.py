@@ -2,7 +2,8 @@
 recipe and its training augmentation: the shorter side scaled to ``size`` with Python
 ``round``, then both sides resized up to the next multiple of 32 (two resizes; image bilinear,
 mask nearest, on uint8 tensors without antialiasing, as the study's torchvision did for
-tensors). 530x622 -> 352x416, 1072x1350 -> 352x448, 288x384 -> 352x480.
+tensors). 530x622 -> 352x416, 1072x1350 -> 352x448, 288x384 -> 352x480. Also the
+normalisation every original pipeline ends with (:func:`normalise_uint8`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resize_uint8", "study_eval_size", "study_resize"]
+from ssformer.registry import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["normalise_uint8", "resize_uint8", "study_eval_size", "study_resize"]
+
+_MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
+_STD = torch.tensor(IMAGENET_STD)[:, None, None]
+
+
+def normalise_uint8(image: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[3, H, W]`` -> float32: divided by 255, then ImageNet mean and std subtracted
+    and divided (the originals' ``Normalize`` / ``test.py`` order)."""
+    return (image.to(torch.float32) / 255.0 - _MEAN) / _STD
 
 
 def study_eval_size(height: int, width: int, size: int = 352) -> tuple[tuple[int, int], ...]:

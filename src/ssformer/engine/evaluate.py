@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
+from ssformer.data.datasets import innermost
 from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
 from ssformer.engine.runtime import resolve_device, resolve_workers
@@ -124,20 +125,10 @@ def predict_probability(
     return total / count
 
 
-def _innermost(dataset: Dataset) -> tuple[Any, list[int]]:
-    """The dataset inside any ``Subset`` wrappers and, for each position of ``dataset``, the
-    index into it (the ``index`` its items carry)."""
-    base, indices = dataset, list(range(len(dataset)))
-    while isinstance(base, Subset):
-        indices = [base.indices[i] for i in indices]
-        base = base.dataset
-    return base, indices
-
-
 def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
     """In order; where the inputs differ in size (the study's aspect-kept resize), each batch
     holds images of one size (in order of first appearance)."""
-    base, indices = _innermost(dataset)
+    base, indices = innermost(dataset)
     input_size = getattr(base, "input_size", None)
     if input_size is None or batch_size == 1:
         return DataLoader(
@@ -184,7 +175,7 @@ def evaluate(
     # asked for or not; compute() below keeps only what was asked for.
     row_keys = ("Dice@0.5", "IoU@0.5") if per_image_wanted else ()
     evaluator = SegmentationEvaluator(tuple(dict.fromkeys(wanted + row_keys)))
-    base, indices = _innermost(dataset)  # items carry the index into the innermost dataset
+    base, indices = innermost(dataset)  # items carry the index into the innermost dataset
     position = {index: place for place, index in enumerate(indices)}
     names = list(getattr(base, "names", []))
     toolbox = getattr(base, "recipe", None) == "pranet-toolbox"

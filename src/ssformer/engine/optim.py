@@ -36,7 +36,7 @@ the one for epoch/step 0:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -114,9 +114,24 @@ class FactorScheduler(LRScheduler):
     optimiser steps, see ``interval``)."""
 
     interval: Interval = "epoch"
+    settings: tuple[str, ...] = ()
+    """Attributes set from the config (a horizon, a power): not part of the saved state, so a
+    resumed run follows the config it resumes with (e.g. a larger ``TRAIN.EPOCHS``)."""
 
     def factor(self, count: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k not in self.settings}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The counters of ``state_dict`` (settings of older files ignored); the optimiser's
+        rates set to this schedule's at that count (the same values when nothing changed)."""
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in self.settings})
+        rates = self.lr_at(self.last_epoch)
+        for group, lr in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = lr
+        self._last_lr = rates
 
     def get_lr(self) -> list[float]:
         f = self.factor(self.last_epoch)
@@ -170,6 +185,7 @@ class WarmupPolyLR(FactorScheduler):
     """The study's ``WarmupPolyLR`` with linear warm-up, per optimiser step."""
 
     interval: Interval = "step"
+    settings = ("max_iters", "power", "warmup_iters", "warmup_ratio")
 
     def __init__(
         self,
@@ -187,15 +203,6 @@ class WarmupPolyLR(FactorScheduler):
         self.warmup_iters = warmup_iters
         self.warmup_ratio = warmup_ratio
         super().__init__(optimizer, last_epoch)
-
-    def stretch_to(self, max_iters: int) -> None:
-        """A new horizon (``TRAIN.EPOCHS`` changed on resume): from now on the rates are those
-        of a run started with ``max_iters`` steps; the optimiser's rates are set for the next
-        step."""
-        self.max_iters = max(max_iters, self.warmup_iters + 1)
-        for group, lr in zip(self.optimizer.param_groups, self.lr_at(self.last_epoch), strict=True):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def factor(self, count: int) -> float:
         if count < self.warmup_iters:

@@ -52,10 +52,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ssformer.config import save_config
 from ssformer.data.check import check_dataset
+from ssformer.data.datasets import innermost
 from ssformer.data.protocols import ProtocolData, build_datasets
 from ssformer.data.study_augment import STUDY_AUGMENT_VERSION
 from ssformer.engine.distributed import (
@@ -69,7 +70,6 @@ from ssformer.engine.distributed import (
 from ssformer.engine.epoch import EpochStats, StepCallback, train_one_epoch
 from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, evaluate, write_eval_json
 from ssformer.engine.optim import (
-    WarmupPolyLR,
     build_optimizer,
     build_scheduler_from_config,
     current_lr,
@@ -306,9 +306,7 @@ def _train_epoch(
 
 def _start_epoch(dataset: Any) -> None:
     """Reset the per-epoch state of the training transform (the study's enhancement order)."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    start = getattr(getattr(dataset, "transform", None), "start_epoch", None)
+    start = getattr(getattr(innermost(dataset)[0], "transform", None), "start_epoch", None)
     if start is not None:
         start()
 
@@ -558,26 +556,15 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
 
 
 def _follow_new_epochs(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
-    """``TRAIN.EPOCHS`` changed on resume: a schedule whose length depends on it is stretched
-    (or shortened) to the new length, and the log says so; the others do not depend on it."""
+    """Say so when ``TRAIN.EPOCHS`` changed on resume: the schedule (built from the new config;
+    its settings are not in ``last.pth``) goes on as in a run of the new length."""
     before = (saved.get("config") or {}).get("TRAIN", {}).get("EPOCHS")
     epochs = run.config.train.epochs
-    if before is None or before == epochs:
-        return
-    scheduler = state.scheduler
-    if isinstance(scheduler, WarmupPolyLR):
-        steps_per_epoch = scheduler.max_iters // max(int(before), 1)
-        scheduler.stretch_to(epochs * steps_per_epoch)
+    if before is not None and before != epochs:
         run.log(
             f"warning: TRAIN.EPOCHS changed from {before} to {epochs} on resume: the "
-            f"{run.config.scheduler.name} schedule now runs to step {scheduler.max_iters} (the "
-            f"rates of a run started with {epochs} epochs); lr for the next step "
-            f"{current_lr(state.optimizer):.3g}"
-        )
-    else:
-        run.log(
-            f"note: TRAIN.EPOCHS changed from {before} to {epochs} on resume; the "
-            f"{run.config.scheduler.name} schedule does not depend on it and goes on as it was"
+            f"{run.config.scheduler.name} schedule goes on as in a run of {epochs} epochs; lr "
+            f"for the next step {current_lr(state.optimizer):.3g}"
         )
 
 

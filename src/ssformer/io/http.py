@@ -122,22 +122,18 @@ def _refuse_non_zip(first_chunk: bytes, url: str, part: Path) -> None:
 
 
 def _name_not_resolved(error: BaseException) -> bool:
-    """Whether a connection error is a failed DNS look-up (``socket.gaierror`` in its chain)."""
+    """Whether a connection error is a failed DNS look-up: a ``socket.gaierror`` anywhere in
+    its chain (requests wraps it in urllib3's ``MaxRetryError.reason``)."""
     import socket
 
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, socket.gaierror) or type(current).__name__ == "NameResolutionError":
+    current: object = error
+    while isinstance(current, BaseException) and id(current) not in seen:
+        if isinstance(current, socket.gaierror):
             return True
-        nested = getattr(current, "reason", None)  # urllib3's MaxRetryError keeps it there
-        if isinstance(nested, BaseException) and id(nested) not in seen:
-            current = nested
-            continue
-        current = current.__cause__ or current.__context__
-        if current is None and error.args and isinstance(error.args[0], BaseException):
-            current = error.args[0]
+        seen.add(id(current))
+        wrapped = current.args[0] if current.args else None
+        current = current.__cause__ or current.__context__ or getattr(current, "reason", wrapped)
     return False
 
 
