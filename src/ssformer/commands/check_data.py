@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     report = check_dataset(args.root)
     for problem in report.problems:
         print(problem, file=sys.stderr if problem.severity == "error" else sys.stdout)
+    for line in report.note_lines():
+        print(line)
     summary = (
         f"{args.root}: {report.pairs} readable pairs, {len(report.errors)} error(s), "
         f"{len(report.warnings)} warning(s)"

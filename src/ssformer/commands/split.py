@@ -39,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssformer.data.split import check_split, default_output, split_dataset
+    from ssformer.data.split import (
+        check_split,
+        default_output,
+        ignored_warnings,
+        split_dataset,
+    )
 
     output = args.output if args.output is not None else default_output(args.root)
     if args.check:
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{output}: split matches its manifest and the source")
         return 0
     result = split_dataset(args.root, output, tuple(args.ratio), args.seed)
+    for line in ignored_warnings(args.root):
+        print(f"warning: {line}")
     counts = "/".join(str(len(result.files[s])) for s in ("train", "val", "test"))
     if not result.created:
         print(

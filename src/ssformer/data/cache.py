@@ -22,53 +22,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
+from ssformer.data.decode import decode_image, decode_mask, decode_mask_as_stored
 from ssformer.data.study_resize import study_resize
 from ssformer.errors import DataError
 
 __all__ = [
     "CACHE_DIR_NAME",
     "PairCache",
-    "decode_image",
-    "decode_mask",
-    "decode_mask_as_stored",
-    "decode_mask_grey",
     "load_resized_pair",
     "resize_pair",
 ]
 
 CACHE_DIR_NAME = ".cache"
 _CACHE_FORMAT = "pair-v1"
-
-
-def _open(path: Path, mode: str, draft_size: tuple[int, int] | None) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            if draft_size is not None and img.format == "JPEG":
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying >= the target size.
-                img.draft(mode, (draft_size[1], draft_size[0]))
-            return np.asarray(img.convert(mode))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataError(
-            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
-        ) from error
-
-
-def decode_image(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]``. ``draft_size=(h, w)`` allows a faster reduced-size JPEG decode."""
-    return _open(Path(path), "RGB", draft_size)
-
-
-def decode_mask(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Binary mask as bool ``[H, W]``: grey value > 128 (JPEG masks are not exactly 0/255)."""
-    return decode_mask_grey(path, draft_size) > 128
-
-
-def decode_mask_grey(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
-    """The mask's grey pixels as PIL ``convert("L")`` gives them, uint8 ``[H, W]`` (the
-    official ``test.py``'s and the toolbox's GT before each binarises it)."""
-    return _open(Path(path), "L", draft_size)
 
 
 def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -111,20 +78,6 @@ def load_resized_pair(
                 f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; fix or remove the pair"
             )
     return resize_pair(image, mask, size)
-
-
-def decode_mask_as_stored(path: Path) -> np.ndarray:
-    """The mask's first channel as stored, uint8 ``[H, W]`` (the study's
-    ``read_image(path)[0]``): grey masks as they are, colour masks their red channel; 1-bit
-    masks as 0/255 and palette masks as grey, as libpng expands them."""
-    try:
-        with Image.open(path) as raw:
-            mask = np.asarray(raw if raw.mode in ("L", "RGB", "RGBA") else raw.convert("L"))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise DataError(
-            f"cannot decode {path}: {error}; run `ssformer check-data` on the dataset"
-        ) from error
-    return np.array(mask[..., 0] if mask.ndim == 3 else mask)
 
 
 def load_study_pair(

@@ -11,16 +11,25 @@ folder, a split folder (``train``/``val``/``test``) and the PraNet layout (``Tra
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ssformer.data.decode import MASK_RULES, decode_image, exif_orientation, read_mask_grey
+from ssformer.data.layout import ignored_files, image_files
 from ssformer.errors import DataError
-from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
+from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
 
 __all__ = ["CheckReport", "Problem", "check_dataset", "dataset_folders"]
+
+_EXIF_NOTE = (
+    "images carry an EXIF rotation: training and evaluation use their pixels as stored (as the "
+    "reference pipelines do), so their masks must be drawn on the stored pixels"
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,16 @@ class CheckReport:
     root: Path
     pairs: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: dict[str, list[Path]] = field(default_factory=dict)  # rule name -> files read by it
+
+    def note_lines(self) -> list[str]:
+        """One line per decoding rule other than plain grey that some files needed
+        (:data:`ssformer.data.decode.MASK_RULES`, and EXIF-rotated images)."""
+        lines = []
+        for rule, paths in sorted(self.notes.items()):
+            what = _EXIF_NOTE if rule == "exif" else f"masks {MASK_RULES[rule]}"
+            lines.append(f"note: {len(paths)} {what} (e.g. {paths[0]})")
+        return lines
 
     @property
     def errors(self) -> list[Problem]:
@@ -91,21 +110,21 @@ def dataset_folders(root: Path) -> list[Path]:
     return found
 
 
-def _files(folder: Path) -> dict[str, list[Path]]:
+def _by_stem(paths: list[Path]) -> dict[str, list[Path]]:
     by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
-            by_stem.setdefault(path.stem, []).append(path)
+    for path in paths:
+        by_stem.setdefault(path.stem, []).append(path)
     return by_stem
 
 
-def _decode(path: Path, mode: str) -> tuple[np.ndarray | None, str | None]:
+def _decode(path: Path, read: Callable[[Path], Any]) -> tuple[Any, str | None]:
     try:
-        with Image.open(path) as img:
-            img.load()  # a full decode: catches truncated files
-            return np.asarray(img.convert(mode)), None
-    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
-        return None, f"cannot be decoded ({type(error).__name__}: {error})"
+        return read(path), None
+    except DataError as error:
+        cause = error.__cause__
+        if cause is not None:
+            return None, f"cannot be decoded ({type(cause).__name__}: {cause})"
+        return None, str(error).replace(f"{path}: ", "", 1)
 
 
 def _check_folder(folder: Path, report: CheckReport) -> None:
@@ -115,14 +134,14 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
         missing = "images" if images_dir is None else "masks"
         report.problems.append(Problem("error", folder, f"no {missing} folder"))
         return
-    images, masks = _files(images_dir), _files(masks_dir)
+    for folder_, kind in ((images_dir, "image"), (masks_dir, "mask")):
+        for path in ignored_files(folder_):
+            report.problems.append(
+                Problem("warning", path, f"not an image file; ignored as a {kind}")
+            )
+    images, masks = _by_stem(image_files(images_dir)), _by_stem(image_files(masks_dir))
     for files, kind in ((images, "image"), (masks, "mask")):
         for paths in files.values():
-            for path in paths:
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
-                    report.problems.append(
-                        Problem("warning", path, f"not an image file; ignored as a {kind}")
-                    )
             if len(paths) > 1:
                 names = ", ".join(p.name for p in paths)
                 report.problems.append(
@@ -133,39 +152,54 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
     for stem in sorted(masks.keys() - images.keys()):
         report.problems.append(Problem("error", masks[stem][0], f"no image in {images_dir}"))
     for stem in sorted(images.keys() & masks.keys()):
-        image_path, mask_path = images[stem][0], masks[stem][0]
-        image, image_error = _decode(image_path, "RGB")
-        mask, mask_error = _decode(mask_path, "L")
-        if image_error:
-            report.problems.append(Problem("error", image_path, image_error))
-        if mask_error:
-            report.problems.append(Problem("error", mask_path, mask_error))
-        if image is None or mask is None:
-            continue
-        report.pairs += 1
-        if image.shape[:2] != mask.shape:
-            report.problems.append(
-                Problem(
-                    "error",
-                    mask_path,
-                    f"size {mask.shape[1]}x{mask.shape[0]} differs from its image "
-                    f"{image_path.name} ({image.shape[1]}x{image.shape[0]})",
-                )
+        _check_pair(images[stem][0], masks[stem][0], report)
+
+
+def _check_pair(image_path: Path, mask_path: Path, report: CheckReport) -> None:
+    image, image_error = _decode(image_path, decode_image)
+    decoded, mask_error = _decode(mask_path, read_mask_grey)
+    if image_error:
+        report.problems.append(Problem("error", image_path, image_error))
+    if mask_error:
+        report.problems.append(Problem("error", mask_path, mask_error))
+    if image is None or decoded is None:
+        return
+    mask, rule = decoded
+    report.pairs += 1
+    if rule not in ("grey", "grey-rgb"):
+        report.notes.setdefault(rule, []).append(mask_path)
+    if _stored_rotated(image_path):
+        report.notes.setdefault("exif", []).append(image_path)
+    if image.shape[:2] != mask.shape:
+        report.problems.append(
+            Problem(
+                "error",
+                mask_path,
+                f"size {mask.shape[1]}x{mask.shape[0]} differs from its image "
+                f"{image_path.name} ({image.shape[1]}x{image.shape[0]})",
             )
-        foreground = mask > 128
-        if not foreground.any():
-            report.problems.append(Problem("warning", mask_path, "empty mask (no pixel > 128)"))
-        else:
-            ambiguous = float(np.mean((mask > 32) & (mask < 224)))
-            if ambiguous > 0.05:
-                report.problems.append(
-                    Problem(
-                        "warning",
-                        mask_path,
-                        f"{ambiguous:.0%} of the pixels are neither near 0 nor near 255: "
-                        "is this a mask?",
-                    )
-                )
+        )
+    foreground = mask > 128
+    if not foreground.any():
+        report.problems.append(Problem("warning", mask_path, "empty mask (no pixel > 128)"))
+        return
+    ambiguous = float(np.mean((mask > 32) & (mask < 224)))
+    if ambiguous > 0.05:
+        report.problems.append(
+            Problem(
+                "warning",
+                mask_path,
+                f"{ambiguous:.0%} of the pixels are neither near 0 nor near 255: is this a mask?",
+            )
+        )
+
+
+def _stored_rotated(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            return exif_orientation(img) != 1
+    except OSError:
+        return False
 
 
 def check_dataset(root: Path) -> CheckReport:

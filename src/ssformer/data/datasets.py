@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ssformer.data.cache import CACHE_DIR_NAME, RESIZE_RULES, PairCache, decode_mask
+from ssformer.data.cache import CACHE_DIR_NAME, RESIZE_RULES, PairCache
+from ssformer.data.decode import decode_mask
+from ssformer.data.layout import image_files
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
@@ -44,9 +46,7 @@ def _pick_dir(root: Path, names: tuple[str, ...], what: str) -> Path:
 def _image_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     duplicates: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
+    for path in image_files(folder):
         if path.stem in files:
             duplicates.append(path.name)
         files[path.stem] = path

@@ -70,13 +70,24 @@ PRANET = PraNetLayout()
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (hidden files such as ``.DS_Store`` skipped)."""
+    """Image files directly inside ``folder``: the one rule of which files count, for the
+    loaders, ``check-data`` and ``split`` alike. Hidden files (``.DS_Store``) and files without
+    an image suffix (:data:`~ssformer.registry.IMAGE_SUFFIXES`; ``Thumbs.db``) do not."""
+    return sorted(path for path in folder.iterdir() if _counts(path))
+
+
+def ignored_files(folder: Path) -> list[Path]:
+    """The visible regular files of ``folder`` that :func:`image_files` leaves out."""
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file()
-        and not path.name.startswith(".")
-        and path.suffix.lower() in IMAGE_SUFFIXES
+        if path.is_file() and not path.name.startswith(".") and not _counts(path)
+    )
+
+
+def _counts(path: Path) -> bool:
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
     )
 
 

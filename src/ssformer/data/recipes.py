@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ssformer.data.cache import decode_image, decode_mask_as_stored, decode_mask_grey
 from ssformer.data.datasets import find_pairs
+from ssformer.data.decode import decode_image, decode_mask_as_stored, decode_mask_grey
 from ssformer.data.study_resize import normalise_uint8, study_eval_size, study_resize
 from ssformer.errors import ConfigError, DataError
 from ssformer.registry import EVAL_RECIPES

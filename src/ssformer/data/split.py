@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.data.identity import identify_dataset
+from ssformer.data.layout import ignored_files, image_files
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
-from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
+from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
 __all__ = [
     "MANIFEST_NAME",
@@ -84,8 +85,11 @@ def find_pair_dirs(root: Path) -> tuple[Path, Path]:
 
 
 def _list_files(folder: Path) -> list[str]:
-    """Non-hidden regular files of ``folder`` as split-folders lists them, sorted by name."""
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The image files of ``folder`` (:func:`ssformer.data.layout.image_files`, the loaders'
+    rule), sorted by name. split-folders lists every visible file; on a folder of images only
+    (the released data sets) the two agree, and a stray ``Thumbs.db`` is left out here instead
+    of being assigned to a split."""
+    return [p.name for p in image_files(folder)]
 
 
 def splitfolders_order(names: Sequence[str], seed: int) -> list[str]:
@@ -172,12 +176,30 @@ def _plan(root: Path, ratio: Sequence[float], seed: int) -> tuple[Path, Path, di
     images_dir, masks_dir = find_pair_dirs(root)
     images, masks = _list_files(images_dir), _list_files(masks_dir)
     if not images:
-        raise DataError(f"{images_dir} holds no files")
+        raise DataError(f"{images_dir} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     pairs = _pair_by_stem(images, masks, root)
     order = splitfolders_order(images, seed)
     train_end, val_end = split_indices(len(order), ratio)
     chunks = {"train": order[:train_end], "val": order[train_end:val_end], "test": order[val_end:]}
+    empty = [name for name in SPLIT_NAMES if not chunks[name]]
+    if empty:
+        counts = ", ".join(f"{name} {len(chunks[name])}" for name in SPLIT_NAMES)
+        raise DataError(
+            f"--ratio {' '.join(f'{r:g}' for r in ratio)} of the {len(order)} pairs in {root} "
+            f"leaves {' and '.join(empty)} empty ({counts}); training needs pairs in train, val "
+            "and test: add images or choose a --ratio that gives each split at least one pair"
+        )
     return images_dir, masks_dir, pairs, chunks
+
+
+def ignored_warnings(root: Path) -> list[str]:
+    """One line per file of ``root``'s image and mask folders that is not an image file (left
+    out of the split, as the loaders leave it out)."""
+    return [
+        f"{path}: not an image file; left out"
+        for folder in find_pair_dirs(root)
+        for path in ignored_files(folder)
+    ]
 
 
 def split_dataset(

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ssformer.data.decode import decode_image
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
@@ -165,10 +166,9 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{path} could not be read as an image (corrupt or unsupported)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """The image as a viewer shows it (EXIF orientation applied), decoded in full: a truncated
+    file is refused, as ``check-data`` refuses it (see :mod:`ssformer.data.decode`)."""
+    return decode_image(path, oriented=True)
 
 
 def _predict_image(predictor: Predictor, path: Path, out_dir: Path, overlay: bool) -> list[Path]:

@@ -77,12 +77,13 @@ def test_folder(run: RunRecord, result: EvalResult) -> Path:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
+    from ssformer.data.decode import decode_image
+    from ssformer.errors import DataError
 
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise PredictionsUnavailable(f"{path} could not be read as an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        return decode_image(path)
+    except DataError as error:
+        raise PredictionsUnavailable(str(error)) from error
 
 
 def choose_samples(
@@ -152,8 +153,8 @@ def write_predictions_png(
 
     import torch
 
-    from ssformer.data.cache import decode_mask
     from ssformer.data.datasets import find_pairs
+    from ssformer.data.decode import decode_mask
     from ssformer.engine.predict import Predictor
     from ssformer.errors import SSFormerError
     from ssformer.models import model_from_checkpoint

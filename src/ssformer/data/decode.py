@@ -1,0 +1,174 @@
+"""Reading image and mask files: one rule for every reader (training, evaluation,
+``check-data``, ``predict``), so that no file is silently read as something else.
+
+Images become RGB uint8 ``[H, W, 3]``:
+
+- 8-bit RGB, grey, 1-bit, palette, CMYK (Adobe's inverted CMYK JPEGs included) and YCbCr: as
+  PIL's ``convert("RGB")`` gives them (what the reference pipelines read); an alpha channel
+  (RGBA, LA, PA) is dropped;
+- 16-bit grey (``I;16``, or ``I`` with values up to 65535): the high byte (``v >> 8``), as PIL
+  reads 16-bit RGB PNGs; without this, PIL clips them to 255 (an almost white image);
+- 32-bit float and other integer ranges: refused, naming the file and its mode;
+- EXIF orientation: the pixels as stored, not rotated, as PIL, torchvision and the reference
+  pipelines read them (a mask is drawn on the stored pixels); ``check-data`` notes such images.
+  ``ssformer predict`` reads what a viewer shows (``oriented=True``).
+
+Masks become grey uint8 ``[H, W]``, which each metric convention binarises (``> 128`` or
+``== 255``):
+
+- grey 8-bit and 1-bit masks: as stored;
+- grey stored as colour (Kvasir-SEG's RGB JPEG masks, whose channels differ only by JPEG
+  noise): PIL's ``convert("L")`` (the reference pipelines' grey);
+- colour masks (some pixel's channels differ by more than 128, e.g. a red polyp on black; palette
+  masks are expanded to their colours first): the brightest channel, so any colour on black is
+  polyp;
+- a mask whose colour is uniform but whose alpha varies: its alpha channel;
+- 16-bit masks: the high byte;
+- masks that hold only the values 0 and 1 (polyp = 1, common outside Kvasir): scaled to 0/255.
+
+:func:`read_mask_grey` also returns which of these rules it applied (``check-data`` reports it).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ssformer.errors import DataError
+
+__all__ = [
+    "MASK_RULES",
+    "decode_image",
+    "decode_mask",
+    "decode_mask_as_stored",
+    "decode_mask_grey",
+    "exif_orientation",
+    "read_mask_grey",
+]
+
+MASK_RULES: dict[str, str] = {
+    "grey": "grey, as stored",
+    "grey-rgb": "grey stored as colour: PIL's grey",
+    "colour": "colour mask: polyp = any pixel whose brightest channel > 128",
+    "alpha": "uniform colour with a varying alpha: read from the alpha channel",
+    "16-bit": "16-bit: the high byte",
+    "0/1": "stored as 0/1 (polyp = 1): read as 0/255",
+}
+"""The mask rules of the module docstring, by the name :func:`read_mask_grey` returns."""
+
+_COLOUR_SPREAD = 128  # a pixel whose channels differ by more than this is colour, not JPEG noise
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _fail(path: Path, reason: str) -> DataError:
+    return DataError(
+        f"cannot decode {path}: {reason}; re-save it as an 8-bit PNG or JPEG (run `ssformer "
+        f"check-data {path.parent.parent}` to list every such file)"
+    )
+
+
+def _load(path: Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """The fully decoded file (a truncated file fails here, not later)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if draft_size is not None and img.format == "JPEG":
+                # libjpeg may decode at 1/2, 1/4 or 1/8 scale while staying >= the target size
+                img.draft("RGB", (draft_size[1], draft_size[0]))
+            img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise _fail(path, f"{type(error).__name__}: {error}") from error
+    return img
+
+
+def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+    """``img`` with 16-bit grey reduced to its high byte; other wide modes refused."""
+    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I":
+        values = np.asarray(img).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise _fail(path, f"mode {img.mode} with values outside 0..65535")
+        if img.mode == "I" and (not values.size or values.max() <= 255):
+            return Image.fromarray(values.astype(np.uint8))
+        return Image.fromarray((values >> 8).astype(np.uint8))
+    if img.mode in ("F", "I;32", "I;32B", "I;32L"):
+        raise _fail(path, f"mode {img.mode} (32-bit) is not an image or mask format we read")
+    return img
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored) of an opened image."""
+    try:
+        return int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block is read as no orientation
+        return 1
+
+
+def decode_image(
+    path: Path, draft_size: tuple[int, int] | None = None, *, oriented: bool = False
+) -> np.ndarray:
+    """RGB uint8 ``[H, W, 3]`` by the module's rule. ``draft_size=(h, w)`` allows a faster
+    reduced-size JPEG decode; ``oriented`` applies the EXIF orientation (``predict``)."""
+    path = Path(path)
+    img = _load(path, draft_size)
+    if oriented:
+        img = ImageOps.exif_transpose(img)
+    return np.asarray(_to_8bit(img, path).convert("RGB"))
+
+
+def read_mask_grey(path: Path) -> tuple[np.ndarray, str]:
+    """The mask as grey uint8 ``[H, W]`` and the name of the rule (:data:`MASK_RULES`) used."""
+    path = Path(path)
+    img = _load(path)
+    rule = "16-bit" if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I" else "grey"
+    img = _to_8bit(img, path)
+    if img.mode in ("1", "L"):
+        grey = np.asarray(img.convert("L"))
+    else:
+        grey, rule = _colour_mask_grey(img)
+    if grey.size and int(grey.max()) == 1:  # only 0 and 1 (an 8-bit max of 1 allows nothing else)
+        return grey * np.uint8(255), "0/1"
+    return np.ascontiguousarray(grey), rule
+
+
+def _colour_mask_grey(img: Image.Image) -> tuple[np.ndarray, str]:
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+    rgba = np.asarray(img.convert("RGBA"))
+    rgb = rgba[..., :3]
+    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
+    if spread.size and int(spread.max()) > _COLOUR_SPREAD:
+        return rgb.max(axis=-1), "colour"
+    alpha = rgba[..., 3]
+    if has_alpha and rgb.size and np.ptp(rgb) == 0 and np.ptp(alpha) > 0:
+        return np.array(alpha), "alpha"
+    return np.asarray(img.convert("RGB").convert("L")), "grey-rgb"
+
+
+def decode_mask_grey(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The mask's grey pixels by the module's rule, uint8 ``[H, W]`` (what the official
+    ``test.py`` and the toolbox binarise). ``draft_size`` is accepted for symmetry with
+    :func:`decode_image` (masks are decoded in full)."""
+    del draft_size
+    return read_mask_grey(path)[0]
+
+
+def decode_mask(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Binary mask as bool ``[H, W]``: grey value > 128 (JPEG masks are not exactly 0/255)."""
+    return decode_mask_grey(path, draft_size) > 128
+
+
+def decode_mask_as_stored(path: Path) -> np.ndarray:
+    """The mask as the reproduction study's ``read_image(path)[0]`` sees it, uint8 ``[H, W]``:
+    the first channel as stored for grey and grey-as-colour masks (its raw values, which it
+    compares with 255), the module's grey for the other rules (colour, alpha, 16-bit, 0/1),
+    which the study would have read as background."""
+    grey, rule = read_mask_grey(path)
+    if rule != "grey-rgb":
+        return grey
+    with Image.open(path) as raw:
+        if raw.mode not in ("RGB", "RGBA"):  # palette or LA: libpng expands them to grey
+            return grey
+        return np.array(np.asarray(raw)[..., 0])
