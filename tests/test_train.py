@@ -312,8 +312,12 @@ def test_cli_prints_a_training_error_once_and_logs_it(
     captured = capsys.readouterr()
     assert (captured.out + captured.err).count("MODEL.PRETRAINED=nowhere/mit_b1.pth") == 1
     assert "error" in captured.err
-    (log,) = (tmp_path / load_config(KVASIR_CFG, overrides).run_name).glob("*/train.log")
-    assert "error: MODEL.PRETRAINED=nowhere/mit_b1.pth" in log.read_text()
+    config = load_config(KVASIR_CFG, overrides)
+    # a failed start leaves no run folder; the data set's shared log keeps the error
+    assert not (tmp_path / config.run_name).exists()
+    shared = (config.resolved_log_dir / f"{config.dataset.name}.log").read_text()
+    assert "error: MODEL.PRETRAINED=nowhere/mit_b1.pth" in shared
+    assert "its folder is removed" in shared
 
 
 def test_more_epochs_on_resume_stretch_the_schedule_and_say_so(

@@ -21,3 +21,7 @@ class DataError(SSFormerError):
 
 class DownloadError(SSFormerError):
     """A download failed or produced a file that is not what was expected."""
+
+
+class StorageError(SSFormerError):
+    """A file could not be written (disk full, read-only folder, permissions)."""

@@ -37,7 +37,7 @@ from ssformer.config.schema import (
     TestConfig,
     TrainConfig,
 )
-from ssformer.config.typed_yaml import read_raw
+from ssformer.config.typed_yaml import canonical_key_path, read_raw
 from ssformer.config.validate import build_config
 from ssformer.errors import ConfigError
 
@@ -97,8 +97,25 @@ def load_configs(path: str | os.PathLike[str], overrides: Sequence[str] = ()) ->
     """Load a config file (or packaged config name) as one config per run (1..N)."""
     resolved = resolve_config_path(path)
     source = str(resolved)
-    raw = apply_overrides(read_raw(resolved), overrides, source)
-    return expand_sweep(raw, source)
+    raw = read_raw(resolved)
+    try:
+        return expand_sweep(apply_overrides(raw, overrides, source), source)
+    except ConfigError as error:
+        raise _blame_override(error, source, overrides) from None
+
+
+def _blame_override(error: ConfigError, source: str, overrides: Sequence[str]) -> ConfigError:
+    """``error`` naming the ``--set KEY=VALUE`` that gave the refused value, not the file."""
+    message = str(error)
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        try:
+            dotted = ".".join(canonical_key_path(key, item, Config))
+        except ConfigError:
+            continue
+        if message.startswith(f"{source}: ") and dotted in message:
+            return ConfigError(f"--set {item} (over {source}): {message[len(source) + 2 :]}")
+    return error
 
 
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -95,14 +96,19 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         args = typing.get_args(tp)
-        plural = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+        plural = {
+            bool: "true/false values",
+            int: "integers",
+            float: "finite numbers",
+            str: "strings",
+        }
         item = plural.get(args[0], _type_name(args[0]))
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a list of {item}"
         return f"a list of {len(args)} {item}"
     if tp is type(None):
         return "null"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+    return {bool: "true/false", int: "an integer", float: "a finite number", str: "a string"}.get(
         tp, str(tp)
     )
 
@@ -146,15 +152,19 @@ def _convert(value: Any, tp: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise _Invalid
-    if tp is float:
+    if tp is float:  # finite only: nan and inf (YAML .nan, .inf, "nan") are refused
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise _Invalid from None
-        raise _Invalid
+        else:
+            raise _Invalid
+        if not math.isfinite(number):
+            raise _Invalid
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

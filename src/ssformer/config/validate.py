@@ -111,6 +111,10 @@ def _validate_loss(c: Config, source: str) -> None:
             f"(a list of {c.model.num_classes} numbers) or false"
         )
     if isinstance(c.loss.cls_weights, tuple):
+        if any(w < 0 for w in c.loss.cls_weights) or not any(w > 0 for w in c.loss.cls_weights):
+            raise _fail(
+                source, "LOSS.CLS_WEIGHTS", list(c.loss.cls_weights), "weights >= 0, one > 0"
+            )
         if c.loss.name == "DiceBCE":
             raise ConfigError(f"{source}: LOSS.CLS_WEIGHTS is not supported by LOSS.NAME=DiceBCE")
         if len(c.loss.cls_weights) != c.model.num_classes:
@@ -126,6 +130,11 @@ def _validate_dataset(c: Config, source: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", c.dataset.name):
         raise _fail(source, "DATASET.NAME", c.dataset.name, "letters, digits, '.', '_' or '-'")
     c.dataset.protocol = _choice(c.dataset.protocol, PROTOCOLS, source, "DATASET.PROTOCOL")
+    for key, seed in (("SEED", c.seed), ("DATASET.SPLIT.SEED", c.dataset.split.seed)):
+        if not 0 <= seed < 2**32:  # what NumPy and Python's random accept as a seed
+            raise _fail(source, key, seed, "an integer in 0 .. 2**32 - 1")
+    if not 0 <= c.dataset.ignore_label <= 255:
+        raise _fail(source, "DATASET.IGNORE_LABEL", c.dataset.ignore_label, "a label in 0..255")
     ratio = c.dataset.split.ratio
     if any(r < 0 for r in ratio) or abs(sum(ratio) - 1.0) > 1e-6:
         raise _fail(source, "DATASET.SPLIT.RATIO", list(ratio), "3 fractions >= 0 summing to 1")
@@ -185,6 +194,13 @@ def _validate_optimisation(c: Config, source: str) -> None:
         raise _fail(source, "SCHEDULER.MAX_DECAY_STEPS", s.max_decay_steps, "an integer > 1")
     if s.step_size < 1:
         raise _fail(source, "SCHEDULER.STEP_SIZE", s.step_size, "epochs >= 1")
+    for key, number in (("SCHEDULER.POWER", s.power), ("SCHEDULER.PLRD_POWER", s.plrd_power)):
+        if number < 0:
+            raise _fail(source, key, number, "a number >= 0")
+    if s.end_lr < 0:
+        raise _fail(source, "SCHEDULER.END_LR", s.end_lr, "a learning rate >= 0")
+    if not 0.0 < s.gamma <= 1.0:
+        raise _fail(source, "SCHEDULER.GAMMA", s.gamma, "a factor in (0, 1]")
     if s.name == "warmuppolylr" and s.warmup >= c.train.epochs:
         raise _fail(
             source, "SCHEDULER.WARMUP", s.warmup, f"fewer than TRAIN.EPOCHS={c.train.epochs}"

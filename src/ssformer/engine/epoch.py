@@ -128,8 +128,8 @@ def train_one_epoch(
             scaler.scale(loss).backward()
             # The step's one host synchronisation, after the backward pass has been queued and
             # before the optimiser step: every rank learns whether any loss is non-finite.
-            loss_total = _checked_loss(loss, ctx, epoch, steps + 1)
             lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
+            loss_total = _checked_loss(loss, ctx, epoch, steps + 1, lr)
             scaler.step(optimizer)
             scaler.update()
             if getattr(scheduler, "interval", "epoch") == "step":
@@ -154,15 +154,16 @@ def train_one_epoch(
     return EpochStats(loss_sum / steps, steps, images, seconds, stop_reason, last_lr=lr)
 
 
-def _checked_loss(loss: torch.Tensor, ctx: DistContext, epoch: int, step: int) -> float:
+def _checked_loss(
+    loss: torch.Tensor, ctx: DistContext, epoch: int, step: int, optimizer_lr: float
+) -> float:
     """The loss summed over ranks; :class:`NonFiniteLossError` if any rank's is non-finite."""
     flags = torch.stack([loss.detach().double(), (~torch.isfinite(loss.detach())).double()])
     loss_total, non_finite = reduce_sum(ctx, flags).tolist()
     if non_finite > 0:
         raise NonFiniteLossError(
-            f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
-            "stopping. last.pth keeps the last good epoch: lower OPTIMIZER.LR, turn "
-            "TRAIN.AMP off, or check the data, then resume or start again"
+            f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step} "
+            f"(learning rate {optimizer_lr:.3g}); stopping"
         )
     return loss_total
 

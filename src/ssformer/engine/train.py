@@ -16,9 +16,18 @@ on the test split(s) at the end). Also:
 - ``<LOG_DIR or SAVE_DIR/logs_txt>/<DATASET.NAME>.log``: one line per event of every run on that
   dataset (the reproduction study's ``output/logs_txt/...log``), each naming its run folder;
 - ``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET.NAME>.pth``: a copy of ``best.pth`` where the study's
-  ``EVAL.MODEL_PATH`` expects it. If that file exists and belongs to another run (or to no run
-  of ours), it is first renamed to ``<stem>.<its modification time>.pth`` (logged), never
-  overwritten; the newest run's best weights then sit at the study's path.
+  ``EVAL.MODEL_PATH`` expects it, published under a lock (:mod:`ssformer.engine.study_weights`):
+  a file of another run there is renamed to ``<stem>.<its modification time>.pth`` (logged),
+  never overwritten; a resumed run publishes its ``best.pth`` again.
+
+A start that fails before the first epoch (bad data, a config the model cannot be built from)
+leaves no run folder behind: the folder it created is removed with the files it wrote there
+(the error is in the console and the data set's shared log). ``--resume`` first checks the new
+config against the stored one (:mod:`ssformer.engine.resume_rules`) and refuses, before any file
+is written, a change the training state cannot follow. Files are written atomically; a failed
+write ends the run with :class:`~ssformer.errors.StorageError` (path, reason, free space), in
+``train.log`` too, with ``last.pth`` and ``best.pth`` as they were; temporary files of writers
+killed mid-write are removed when the run is resumed.
 
 Model selection: every ``TRAIN.EVAL_INTERVAL`` epochs (and after the last) the model is scored on
 the validation split (``split`` protocol) or on the held-out part of the PraNet TrainDataset
@@ -33,18 +42,19 @@ deterministic algorithms. ``--resume`` restores model, optimiser, scheduler, AMP
 random states from ``last.pth`` and replays the interrupted epoch from its start, so the final
 weights equal those of an uninterrupted run (see :mod:`ssformer.engine.training_state`).
 
-A non-finite loss stops the run (on every rank) with
-:class:`~ssformer.engine.epoch.NonFiniteLossError`; ``last.pth``
-then still holds the last good epoch.
+A non-finite loss, or weights that became non-finite in an epoch's last step, stop the run (on
+every rank) with :class:`~ssformer.engine.epoch.NonFiniteLossError`, naming the loss and the
+learning rate and, if there is one, the ``last.pth`` that holds the last good epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -67,7 +77,7 @@ from ssformer.engine.distributed import (
     cleanup_distributed,
     setup_distributed,
 )
-from ssformer.engine.epoch import EpochStats, StepCallback, train_one_epoch
+from ssformer.engine.epoch import EpochStats, NonFiniteLossError, StepCallback, train_one_epoch
 from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, evaluate, write_eval_json
 from ssformer.engine.optim import (
     build_optimizer,
@@ -75,6 +85,7 @@ from ssformer.engine.optim import (
     current_lr,
     fused_adamw_available,
 )
+from ssformer.engine.resume_rules import check_resumable, config_changes
 from ssformer.engine.runlog import NullLogger, RunLogger
 from ssformer.engine.runtime import (
     config_autocast_dtype,
@@ -83,6 +94,7 @@ from ssformer.engine.runtime import (
     seed_everything,
     seed_worker,
 )
+from ssformer.engine.study_weights import publish_best, where_weights_are
 from ssformer.engine.training_state import (
     LAST_NAME,
     TrainingState,
@@ -91,8 +103,7 @@ from ssformer.engine.training_state import (
     load_training_state,
 )
 from ssformer.errors import ConfigError, DataError, SSFormerError
-from ssformer.io.atomic import copy_file_atomic
-from ssformer.io.checkpoint_file import read_checkpoint
+from ssformer.io.atomic import remove_stale_temporaries, storage_error
 from ssformer.losses import build_loss
 from ssformer.models import load_weights, model_from_config, save_checkpoint_file
 
@@ -139,25 +150,72 @@ def run_training(
     process calls this; rank 0 writes. ``on_step(epoch, step)`` is called after every
     optimiser step. Returns a :class:`RunResult`.
     """
-    started = time.monotonic()
     ctx = setup_distributed(config.train.ddp, resolve_device(config.device))
     try:
         seed_everything(config.seed + ctx.rank, deterministic=ctx.device.type == "cpu")
         run_dir, saved = _open_run_folder(config, ctx, resume)
-        logger: RunLogger | NullLogger = (
-            RunLogger(run_dir, _shared_log_path(config), echo=echo) if ctx.is_main else NullLogger()
-        )
+        logger = _logger(run_dir, config, ctx, echo, new_run=saved is None)
+        phase = _Phase()
         try:
             show_progress = _default_progress(ctx) if progress is None else progress
-            return _train(config, ctx, run_dir, saved, logger, show_progress, started, on_step)
-        except SSFormerError as error:
-            # into the logs only: the caller (the CLI) prints the error once, on stderr
-            logger.log(f"error: {error}", echo=False)
+            return _train(config, ctx, run_dir, saved, logger, show_progress, phase, on_step)
+        except BaseException as error:
+            if isinstance(error, SSFormerError):
+                # into the logs only: the caller (the CLI) prints the error once, on stderr
+                logger.log(f"error: {error}", echo=False)
+            if saved is None and not phase.training and ctx.is_main:
+                logger.log(
+                    "the run stopped before its first step: its folder is removed", echo=False
+                )
+                logger.close()
+                _remove_unstarted_run(run_dir)
             raise
         finally:
             logger.close()
     finally:
         cleanup_distributed(ctx)
+
+
+@dataclass
+class _Phase:
+    """How far a run got: ``training`` once its first epoch starts; ``started``: its clock."""
+
+    started: float = field(default_factory=time.monotonic)
+    training: bool = False
+
+
+def _logger(
+    run_dir: Path, config: Config, ctx: DistContext, echo: TextIO | None, new_run: bool
+) -> RunLogger | NullLogger:
+    """The run's logger (rank 0); a new run folder that cannot be written is removed again."""
+    if not ctx.is_main:
+        return NullLogger()
+    try:
+        return RunLogger(run_dir, _shared_log_path(config), echo=echo)
+    except OSError as error:
+        if new_run:
+            _remove_unstarted_run(run_dir)
+        raise storage_error(error.filename or run_dir, error) from error
+
+
+_UNSTARTED_FILES = ("config.yaml", "train.log", "metrics.jsonl", "metrics.csv")
+
+
+def _remove_unstarted_run(run_dir: Path) -> None:
+    """Remove a run folder this process created and that stopped before training: only the
+    files a run writes at its start; a folder holding anything else stays."""
+    for name in _UNSTARTED_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    board = run_dir / "tensorboard"
+    if board.is_dir() and all(p.name.startswith("events.out.") for p in board.iterdir()):
+        for event_file in board.iterdir():
+            event_file.unlink()
+        board.rmdir()
+    for folder in (run_dir, run_dir.parent):  # the model's folder too, if this run made it empty
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run, a file of the user): left as it is
+            return
 
 
 @dataclass
@@ -186,7 +244,7 @@ def _train(
     saved: dict[str, Any] | None,
     logger: RunLogger | NullLogger,
     progress: bool,
-    started: float,
+    phase: _Phase,
     on_step: StepCallback | None,
 ) -> RunResult:
     """The steps of one run, in order."""
@@ -225,11 +283,10 @@ def _train(
     train_model = _wrapped_for_training(model, config, ctx)  # after loading plain weights
 
     # the epochs: train, select on the validation set, save last.pth (and best.pth)
-    if ctx.is_main:
-        _backup_foreign_compat(run.compat_path, run_dir, run.log)
     limit = config.train.time_limit_min
-    deadline = started + limit * 60 if limit else None
+    deadline = phase.started + limit * 60 if limit else None
     stop_reason = None
+    phase.training = True
     for epoch in range(state.progress.epoch + 1, config.train.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -243,7 +300,7 @@ def _train(
 
     # the best weights on the test split(s)
     test_results = _score_test(run, model, state.progress.best_epoch)
-    return _result(run, state, test_results, stop_reason, time.monotonic() - started)
+    return _result(run, state, test_results, stop_reason, time.monotonic() - phase.started)
 
 
 def _train_epoch(
@@ -262,25 +319,27 @@ def _train_epoch(
     config, ctx, done = run.config, run.ctx, state.progress
     lr = current_lr(state.optimizer)
     max_steps = config.train.max_steps
-    stats = train_one_epoch(
-        train_model,
-        loader,
-        loss_fn,
-        state.optimizer,
-        state.scheduler,
-        state.scaler,
-        ctx,
-        epoch=epoch,
-        epochs=config.train.epochs,
-        amp_dtype=run.amp_dtype,
-        channels_last=config.train.channels_last,
-        log=run.log,
-        progress=progress,
-        max_steps=max_steps - done.global_step if max_steps else None,
-        deadline=deadline,
-        on_step=on_step if ctx.is_main else None,
-        run_eta=_run_eta(done.history, config.train.epochs - epoch + 1),
-    )
+    with _divergence_explained(run, state, epoch):
+        stats = train_one_epoch(
+            train_model,
+            loader,
+            loss_fn,
+            state.optimizer,
+            state.scheduler,
+            state.scaler,
+            ctx,
+            epoch=epoch,
+            epochs=config.train.epochs,
+            amp_dtype=run.amp_dtype,
+            channels_last=config.train.channels_last,
+            log=run.log,
+            progress=progress,
+            max_steps=max_steps - done.global_step if max_steps else None,
+            deadline=deadline,
+            on_step=on_step if ctx.is_main else None,
+            run_eta=_run_eta(done.history, config.train.epochs - epoch + 1),
+        )
+        _check_weights_finite(state.model, epoch, stats)
     done.global_step += stats.steps
     if getattr(state.scheduler, "interval", "epoch") == "epoch":
         state.scheduler.step()
@@ -304,6 +363,38 @@ def _train_epoch(
     return stats.stop_reason
 
 
+def _check_weights_finite(model: nn.Module, epoch: int, stats: EpochStats) -> None:
+    """:class:`NonFiniteLossError` when the epoch's last optimiser step left non-finite weights
+    (its loss was finite, so the per-step check could not see it)."""
+    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return
+    raise NonFiniteLossError(
+        f"the weights became NaN or infinite in the last optimiser step of epoch {epoch} (mean "
+        f"loss {stats.loss:.4g}, learning rate {stats.last_lr:.3g}): the training diverged"
+    )
+
+
+@contextlib.contextmanager
+def _divergence_explained(run: _Run, state: TrainingState, epoch: int) -> Iterator[None]:
+    """A :class:`NonFiniteLossError` completed with what is kept and what to do."""
+    try:
+        yield
+    except NonFiniteLossError as error:
+        last = run.run_dir / LAST_NAME
+        kept = (
+            f"{last} keeps epoch {state.progress.epoch}, the last good one"
+            if last.is_file() and state.progress.epoch > 0
+            else "no epoch finished, so there is no last.pth to resume from"
+        )
+        lower = f"{run.config.optimizer.lr / 10:g}"
+        source = run.config.source
+        raise NonFiniteLossError(
+            f"{error}. {kept}. Start again with a lower learning rate (`ssformer train --cfg "
+            f"{source} --set OPTIMIZER.LR={lower}`), TRAIN.AMP off, or a check of the data "
+            f"(`ssformer check-data {run.config.dataset.root}`)"
+        ) from error
+
+
 def _start_epoch(dataset: Any) -> None:
     """Reset the per-epoch state of the training transform (the study's enhancement order)."""
     start = getattr(getattr(innermost(dataset)[0], "transform", None), "start_epoch", None)
@@ -322,9 +413,10 @@ def _result(
     done = state.progress
     best_path = run.run_dir / "best.pth"
     best = "n/a" if done.best_metric is None else f"{done.best_metric:.4f}"
+    weights = where_weights_are(best_path, run.compat_path, run.run_dir)
     run.log(
         f"run finished in {seconds:.1f} s: best {run.metric_name} {best} at epoch "
-        f"{done.best_epoch}; weights {best_path} and {run.compat_path}"
+        f"{done.best_epoch}; {weights}"
     )
     return RunResult(
         run_dir=run.run_dir,
@@ -358,14 +450,15 @@ def experiment_dir(config: Config) -> Path:
 
 def make_run_dir(parent: Path) -> Path:
     """Create and return a new, empty run folder ``parent/<YYYYmmdd-HHMMSS>[-N]``."""
-    parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for number in range(1, 1000):
         candidate = parent / (stamp if number == 1 else f"{stamp}-{number}")
         try:
-            candidate.mkdir()
+            candidate.mkdir(parents=True)
         except FileExistsError:
             continue
+        except OSError as error:
+            raise storage_error(candidate, error) from error
         return candidate
     raise SSFormerError(f"could not create a new run folder under {parent}")
 
@@ -389,7 +482,10 @@ def _open_run_folder(
         else:
             run_dir = make_run_dir(experiment_dir(config))
     run_dir = Path(broadcast_object(ctx, str(run_dir.resolve()) if run_dir else None))
-    saved = load_training_state(run_dir / LAST_NAME) if resume is not None else None
+    saved = None
+    if resume is not None:
+        saved = load_training_state(run_dir / LAST_NAME)
+        check_resumable(saved.get("config") or {}, config, run_dir)
     return run_dir, saved
 
 
@@ -549,9 +645,14 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
         )
     run.logger.restore_rows(state.progress.history)
     _follow_new_epochs(state, saved, run)
-    changed = _config_changes(saved.get("config") or {}, config.to_dict())
+    changed = config_changes(saved.get("config") or {}, config.to_dict())
     if changed:
         run.log(f"note: the config differs from the checkpoint's in {', '.join(changed)}")
+    for stale in remove_stale_temporaries(run.run_dir):
+        run.log(f"removed {stale.name}, left by a write that was killed")
+    best_file = run.run_dir / "best.pth"
+    if ctx.is_main and best_file.is_file():
+        publish_best(best_file, run.compat_path, run.run_dir, run.log)
     run.log(f"resumed from {run.run_dir / LAST_NAME}: {state.progress.epoch} epoch(s) done")
 
 
@@ -650,7 +751,7 @@ def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
             selection_value=state.progress.best_metric,
             selection_split="/".join(run.select),
         )
-        copy_file_atomic(best_file, run.compat_path)
+        publish_best(best_file, run.compat_path, run.run_dir, run.log)
     state.save(
         run.run_dir / LAST_NAME,
         rng_states=rng_states,
@@ -751,38 +852,3 @@ def _mean_over_sets(outputs: dict[str, EvalOutput]) -> dict[str, float]:
         return dict(next(iter(outputs.values())).metrics)
     keys = next(iter(outputs.values())).metrics.keys()
     return {k: float(np.mean([o.metrics[k] for o in outputs.values()])) for k in keys}
-
-
-def _config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config mappings."""
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changed.extend(_config_changes(a, b, f"{prefix}{key}."))
-        elif a != b:
-            changed.append(f"{prefix}{key}")
-    return changed
-
-
-def _backup_foreign_compat(path: Path, run_dir: Path, log: Callable[[str], None]) -> None:
-    """Rename ``path`` aside unless it was written by this run (see the module docstring)."""
-    if not path.exists():
-        return
-    owner = None
-    try:
-        payload = read_checkpoint(path)
-        meta = payload.get("meta") if isinstance(payload, dict) else None
-        owner = meta.get("run_dir") if isinstance(meta, dict) else None
-    except Exception:  # unreadable (not ours, truncated, foreign pickle): not this run's
-        owner = None
-    if owner == str(run_dir):
-        return
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-    target = path.with_name(f"{path.stem}.{stamp}.pth")
-    number = 2
-    while target.exists():
-        target = path.with_name(f"{path.stem}.{stamp}-{number}.pth")
-        number += 1
-    os.replace(path, target)
-    log(f"{path} belonged to another run ({owner or 'unknown'}); kept it as {target}")
