@@ -20,9 +20,9 @@ Masks become grey uint8 ``[H, W]``, which each metric convention binarises (``> 
 - grey stored as colour (Kvasir-SEG's RGB JPEG masks, whose channels differ only by JPEG
   noise): PIL's ``convert("L")`` (the reference pipelines' grey);
 - colour masks (some pixel's channels differ by more than 128, e.g. a red polyp on black; palette
-  masks are expanded to their colours first): the brightest channel, so any colour on black is
-  polyp;
-- a mask whose colour is uniform but whose alpha varies: its alpha channel;
+  masks are expanded to their colours first): polyp where the brightest channel is > 128, so any
+  colour on black is polyp, read as 0/255 (every convention then sees the same polyp);
+- a mask whose colour is uniform but whose alpha varies: alpha > 128, as 0/255;
 - 16-bit masks: the high byte;
 - masks that hold only the values 0 and 1 (polyp = 1, common outside Kvasir): scaled to 0/255.
 
@@ -53,7 +53,7 @@ MASK_RULES: dict[str, str] = {
     "grey": "grey, as stored",
     "grey-rgb": "grey stored as colour: PIL's grey",
     "colour": "colour mask: polyp = any pixel whose brightest channel > 128",
-    "alpha": "uniform colour with a varying alpha: read from the alpha channel",
+    "alpha": "uniform colour with a varying alpha: polyp = alpha > 128",
     "16-bit": "16-bit: the high byte",
     "0/1": "stored as 0/1 (polyp = 1): read as 0/255",
 }
@@ -140,11 +140,16 @@ def _colour_mask_grey(img: Image.Image) -> tuple[np.ndarray, str]:
     rgb = rgba[..., :3]
     spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
     if spread.size and int(spread.max()) > _COLOUR_SPREAD:
-        return rgb.max(axis=-1), "colour"
+        return _binary(rgb.max(axis=-1)), "colour"
     alpha = rgba[..., 3]
     if has_alpha and rgb.size and np.ptp(rgb) == 0 and np.ptp(alpha) > 0:
-        return np.array(alpha), "alpha"
+        return _binary(alpha), "alpha"
     return np.asarray(img.convert("RGB").convert("L")), "grey-rgb"
+
+
+def _binary(values: np.ndarray) -> np.ndarray:
+    """0/255 from ``values > 128``: every convention then sees the same polyp."""
+    return np.where(values > 128, 255, 0).astype(np.uint8)
 
 
 def decode_mask_grey(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:

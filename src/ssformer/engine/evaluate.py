@@ -35,6 +35,7 @@ from ssformer.data.datasets import innermost
 from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
 from ssformer.engine.runtime import resolve_device, resolve_workers
+from ssformer.errors import SSFormerError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
 from ssformer.models.factories import load_model
@@ -83,6 +84,10 @@ def polyp_probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)[:, 1]
 
 
+class NonFiniteOutputError(SSFormerError):
+    """The model produced NaN or infinite logits (broken weights)."""
+
+
 def _forward_probability(
     model: nn.Module, images: torch.Tensor, size: tuple[int, int], amp_dtype: torch.dtype | None
 ) -> torch.Tensor:
@@ -93,6 +98,11 @@ def _forward_probability(
     ):
         logits = model(images)
     logits = logits.float()
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteOutputError(
+            "the model's output holds NaN or infinite values: its weights are broken (a training "
+            "that diverged?); evaluate other weights"
+        )
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
     return polyp_probability(logits)

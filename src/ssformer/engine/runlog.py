@@ -42,12 +42,12 @@ class RunLogger:
         self,
         run_dir: Path,
         shared_log: Path | None = None,
-        echo: TextIO | None = sys.stdout,
+        echo: TextIO | str | None = "stdout",
         tensorboard: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._echo = echo
+        self._echo = echo  # a stream, "stdout" (the console at each call) or None
         # Kept open for the run's lifetime (closed in close()); every line is flushed.
         self._files: list[TextIO] = [open(self.run_dir / "train.log", "a", encoding="utf-8")]  # noqa: SIM115
         if shared_log is not None:
@@ -80,7 +80,9 @@ class RunLogger:
                 handle.write(prefix + line + "\n")
             handle.flush()
         if echo and self._echo is not None:
-            print(message, file=self._echo, flush=True)
+            # "stdout": the console at the time of the call (not the stream at import time)
+            stream = sys.stdout if self._echo == "stdout" else self._echo
+            print(message, file=stream, flush=True)
 
     def restore_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Rewrite the metrics files with ``rows`` (on resume: the checkpoint's history)."""

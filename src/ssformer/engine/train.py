@@ -78,7 +78,13 @@ from ssformer.engine.distributed import (
     setup_distributed,
 )
 from ssformer.engine.epoch import EpochStats, NonFiniteLossError, StepCallback, train_one_epoch
-from ssformer.engine.evaluate import TRAINING_METRICS, EvalOutput, evaluate, write_eval_json
+from ssformer.engine.evaluate import (
+    TRAINING_METRICS,
+    EvalOutput,
+    NonFiniteOutputError,
+    evaluate,
+    write_eval_json,
+)
 from ssformer.engine.optim import (
     build_optimizer,
     build_scheduler_from_config,
@@ -140,7 +146,7 @@ def run_training(
     *,
     resume: str | Path | None = None,
     progress: bool | None = None,
-    echo: TextIO | None = sys.stdout,
+    echo: TextIO | str | None = "stdout",
     on_step: StepCallback | None = None,
 ) -> RunResult:
     """Train ``config`` in a new run folder (or continue the run given by ``resume``).
@@ -185,7 +191,7 @@ class _Phase:
 
 
 def _logger(
-    run_dir: Path, config: Config, ctx: DistContext, echo: TextIO | None, new_run: bool
+    run_dir: Path, config: Config, ctx: DistContext, echo: TextIO | str | None, new_run: bool
 ) -> RunLogger | NullLogger:
     """The run's logger (rank 0); a new run folder that cannot be written is removed again."""
     if not ctx.is_main:
@@ -347,7 +353,8 @@ def _train_epoch(
     is_best = False
     due = epoch % config.train.eval_interval == 0 or epoch == config.train.epochs
     if due or stats.stop_reason is not None:
-        is_best = _validate(run, state, row, epoch)
+        with _divergence_explained(run, state, epoch):
+            is_best = _validate(run, state, row, epoch)
     row["best_epoch"] = done.best_epoch
     done.history.append(row)
     done.epoch = epoch
@@ -379,7 +386,7 @@ def _divergence_explained(run: _Run, state: TrainingState, epoch: int) -> Iterat
     """A :class:`NonFiniteLossError` completed with what is kept and what to do."""
     try:
         yield
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, NonFiniteOutputError) as error:
         last = run.run_dir / LAST_NAME
         kept = (
             f"{last} keeps epoch {state.progress.epoch}, the last good one"

@@ -179,7 +179,8 @@ class TrainingState:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if payload["scaler"] and self.scaler.is_enabled():  # AMP fp16 may be turned on/off
+            self.scaler.load_state_dict(payload["scaler"])
         self.progress = Progress(
             epoch=int(payload["epoch"]),
             global_step=int(payload["global_step"]),

@@ -53,8 +53,9 @@ def _receive(
         raise _Retry(f"HTTP {status} {response.reason}")
     if status >= 400:
         raise DownloadError(
-            f"{url} answered HTTP {status} {response.reason}; check the address "
-            "(or the mirror given by --url / the environment) and try again."
+            f"{url} answered HTTP {status} {response.reason}; check the address and try again "
+            "(a mirror replaces the default sources through $SSFORMER_KVASIR_URL, "
+            "$SSFORMER_PRANET_URL or $HF_ENDPOINT)."
         )
     content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type in ("text/html", "application/xhtml+xml"):
