@@ -258,7 +258,7 @@ def _train(
     _announce(config, ctx, run_dir, saved, logger.log)
 
     # data: rank 0 checks the files (every image decoded once), everyone builds the loaders
-    data = _load_data(config, ctx)
+    data = _load_data(config, ctx, logger.log)
     select = data.test if config.train.select_on == "test" else data.val
     loader, sampler, generator = _training_loader(data.train, config, ctx)
     workers = resolve_workers(config, device, ctx.world_size)
@@ -516,13 +516,17 @@ def _announce(
         log("TRAIN.DDP is set but torchrun did not start this process: training in one process")
 
 
-def _load_data(config: Config, ctx: DistContext) -> ProtocolData:
-    """Rank 0 checks the dataset's files (its error reaches every rank), then the datasets."""
+def _load_data(config: Config, ctx: DistContext, log: Callable[[str], None]) -> ProtocolData:
+    """Rank 0 checks the dataset's files (its error reaches every rank; the decoding rules that
+    some files needed are logged), then the datasets."""
     problem = None
     root = Path(config.dataset.root)
     if ctx.is_main and root.is_dir():
         try:
-            check_dataset(root).raise_if_broken()
+            report = check_dataset(root)
+            report.raise_if_broken()
+            for line in report.note_lines():
+                log(line)
         except DataError as error:
             problem = str(error)
     problem = broadcast_object(ctx, problem)
