@@ -116,7 +116,14 @@ def decode_image(
     img = _load(path, draft_size)
     if oriented:
         img = ImageOps.exif_transpose(img)
-    return np.asarray(_to_8bit(img, path).convert("RGB"))
+    return np.asarray(_converted(_to_8bit(img, path), "RGB", path))
+
+
+def _converted(img: Image.Image, mode: str, path: Path) -> Image.Image:
+    try:
+        return img.convert(mode)
+    except (ValueError, OSError) as error:  # e.g. LAB, which PIL cannot convert to RGB
+        raise _fail(path, f"mode {img.mode} cannot be read as {mode} ({error})") from error
 
 
 def read_mask_grey(path: Path) -> tuple[np.ndarray, str]:
@@ -128,15 +135,15 @@ def read_mask_grey(path: Path) -> tuple[np.ndarray, str]:
     if img.mode in ("1", "L"):
         grey = np.asarray(img.convert("L"))
     else:
-        grey, rule = _colour_mask_grey(img)
+        grey, rule = _colour_mask_grey(img, path)
     if grey.size and int(grey.max()) == 1:  # only 0 and 1 (an 8-bit max of 1 allows nothing else)
         return grey * np.uint8(255), "0/1"
     return np.ascontiguousarray(grey), rule
 
 
-def _colour_mask_grey(img: Image.Image) -> tuple[np.ndarray, str]:
+def _colour_mask_grey(img: Image.Image, path: Path) -> tuple[np.ndarray, str]:
     has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-    rgba = np.asarray(img.convert("RGBA"))
+    rgba = np.asarray(_converted(img, "RGBA", path))
     rgb = rgba[..., :3]
     spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
     if spread.size and int(spread.max()) > _COLOUR_SPREAD:
@@ -144,7 +151,7 @@ def _colour_mask_grey(img: Image.Image) -> tuple[np.ndarray, str]:
     alpha = rgba[..., 3]
     if has_alpha and rgb.size and np.ptp(rgb) == 0 and np.ptp(alpha) > 0:
         return _binary(alpha), "alpha"
-    return np.asarray(img.convert("RGB").convert("L")), "grey-rgb"
+    return np.asarray(_converted(_converted(img, "RGB", path), "L", path)), "grey-rgb"
 
 
 def _binary(values: np.ndarray) -> np.ndarray:
