@@ -542,3 +542,14 @@ def test_publishing_waits_for_the_lock_another_process_holds(tmp_path: Path) -> 
         fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     assert proc.wait(timeout=60) == 0
     assert study.read_bytes() == (run / "best.pth").read_bytes()
+
+
+def test_a_file_where_a_folder_is_expected_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    assert main(["synth", str(blocker / "data"), "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "data") in err and "Not a directory" in err and "Traceback" not in err
+    assert blocker.read_text() == "keep me"

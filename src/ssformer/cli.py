@@ -8,6 +8,8 @@ inside those callables so that ``ssformer --help`` and config errors answer at o
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _file_error(error: OSError) -> str:
+    """One line for an ``OSError`` no command turned into its own message: the file and the
+    reason, and for a failed write the free space."""
+    from ssformer.io.atomic import storage_error
+
+    path = error.filename
+    if path is None:
+        return f"{error.strerror or error}; check the files and folders the command uses"
+    if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR) and not os.path.exists(path):
+        return f"{path}: {error.strerror}; check the path (a file where a folder is expected?)"
+    return str(storage_error(path, error))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SSFormerError as error:
         print(f"ssformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file that could not be read or written, outside our checks
+        print(f"ssformer {args.command}: error: {_file_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ssformer {args.command}: interrupted", file=sys.stderr)
