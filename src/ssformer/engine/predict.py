@@ -34,6 +34,7 @@ from ssformer.data.decode import decode_image
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
+from ssformer.io.atomic import atomic_target
 from ssformer.metrics import resize_probability
 from ssformer.registry import IMAGE_SUFFIXES
 
@@ -159,10 +160,11 @@ def fresh_output_dir(out: Path) -> Path:
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), array):
-        raise DataError(f"could not write {path}")
-    os.replace(tmp, path)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise DataError(f"could not encode {path.name} as PNG")
+    with atomic_target(path) as tmp:  # a failed write: StorageError with path and free space
+        tmp.write_bytes(encoded.tobytes())
 
 
 def _read_rgb(path: Path) -> np.ndarray:

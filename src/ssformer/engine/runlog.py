@@ -76,9 +76,12 @@ class RunLogger:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         for index, handle in enumerate(self._files):
             prefix = f"{stamp} [{self.run_dir}] " if index > 0 else f"{stamp} "
-            for line in message.splitlines() or [""]:
-                handle.write(prefix + line + "\n")
-            handle.flush()
+            try:
+                for line in message.splitlines() or [""]:
+                    handle.write(prefix + line + "\n")
+                handle.flush()
+            except OSError:  # a full disk: the console still gets the line, the run's error wins
+                continue
         if echo and self._echo is not None:
             # "stdout": the console at the time of the call (not the stream at import time)
             stream = sys.stdout if self._echo == "stdout" else self._echo
