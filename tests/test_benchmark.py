@@ -72,3 +72,20 @@ def test_bench_prints_a_row_per_mode_and_memory_format(capsys: pytest.CaptureFix
         ("train", "2", "fp32", "on", "no"),
     ]
     assert all(float(row[5]) > 0 and float(row[6]) > 0 for row in rows)
+
+
+def test_gpu_check_exits_clearly_without_a_cuda_device(tmp_path) -> None:
+    """On a machine without a GPU the one-call GPU check says so and measures nothing."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    if shutil.which("nvidia-smi"):
+        import pytest
+
+        pytest.skip("a GPU machine: run benchmarks/gpu_check.sh itself")
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "no CUDA device" in result.stderr and "nothing measured" in result.stderr
+    assert not (script.parents[1] / ".venv-gpu").exists()  # nothing installed

@@ -59,6 +59,7 @@ class BenchResult:
     batch: int
     timing: Timing
     compiled: bool = False
+    peak_memory_mib: float | None = None  # peak GPU memory while measuring (CUDA only)
 
     @property
     def images_per_second(self) -> float:
@@ -121,10 +122,15 @@ def time_interleaved(
     return {name: Timing.from_times(values) for name, values in times.items()}
 
 
-def autocast_context(device: torch.device, amp: bool) -> AbstractContextManager[object]:
-    if not amp:
+def autocast_context(
+    device: torch.device, amp: bool, amp_dtype: str | None = None
+) -> AbstractContextManager[object]:
+    """Autocast by the package's precision policy (:func:`autocast_dtype`; ``amp_dtype``
+    ``float16`` or ``bfloat16``, default fp16 on CUDA, bf16 on the CPU)."""
+    dtype = autocast_dtype(device, amp, amp_dtype)
+    if dtype is None:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=autocast_dtype(device, amp))
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _example_input(
@@ -143,6 +149,7 @@ def inference_fn(
     amp: bool = False,
     channels_last: bool = False,
     compile: bool = False,
+    amp_dtype: str | None = None,
 ) -> Callable[[], torch.Tensor]:
     """A closure running one eval forward pass under ``inference_mode`` (model moved, eval).
 
@@ -160,7 +167,7 @@ def inference_fn(
     x = _example_input(batch, size, device, channels_last)
 
     def run() -> torch.Tensor:
-        with torch.inference_mode(), autocast_context(device, amp):
+        with torch.inference_mode(), autocast_context(device, amp, amp_dtype):
             return model(x)
 
     return run
@@ -176,6 +183,7 @@ def train_step_fn(
     channels_last: bool = False,
     lr: float = 1e-4,
     fused_optimizer: bool = True,
+    amp_dtype: str | None = None,
 ) -> Callable[[], float]:
     """A closure running one AdamW training step on random data (BCE-with-logits loss).
 
@@ -192,12 +200,12 @@ def train_step_fn(
     target = (torch.rand(batch, classes, size, size, device=device) > 0.5).float()
     fused = fused_optimizer and fused_adamw_available(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused or None)
-    use_scaler = amp and device.type == "cuda"
+    use_scaler = device.type == "cuda" and autocast_dtype(device, amp, amp_dtype) == torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        with autocast_context(device, amp):
+        with autocast_context(device, amp, amp_dtype):
             logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), target)
         scaler.scale(loss).backward()
@@ -220,10 +228,16 @@ def measure(
     warmup: int = 3,
     repeats: int = 10,
     compile: bool = False,
+    amp_dtype: str | None = None,
 ) -> BenchResult:
-    """Time inference or one train step of ``model``; returns a :class:`BenchResult`.
+    """Time inference or one train step of ``model``; returns a :class:`BenchResult` (with the
+    peak GPU memory of the measurement on CUDA).
 
-    ``compile`` applies to inference only (training is never compiled)."""
+    ``compile`` applies to inference only (training is never compiled); ``amp_dtype`` as in
+    :func:`autocast_context`."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     if mode == "inference":
         fn: Callable[[], object] = inference_fn(
             model,
@@ -233,18 +247,28 @@ def measure(
             amp=amp,
             channels_last=channels_last,
             compile=compile,
+            amp_dtype=amp_dtype,
         )
     elif mode == "train":
         fn = train_step_fn(
-            model, batch=batch, size=size, device=device, amp=amp, channels_last=channels_last
+            model,
+            batch=batch,
+            size=size,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            amp_dtype=amp_dtype,
         )
     else:
         raise ValueError(f"mode must be 'inference' or 'train', got {mode!r}")
     timing = time_callable(fn, device=device, warmup=warmup, repeats=repeats)
-    dtype = autocast_dtype(device, amp)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    dtype = autocast_dtype(device, amp, amp_dtype)
     precision = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
     precision = {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
-    return BenchResult(mode, precision, channels_last, batch, timing, compiled=compile)
+    return BenchResult(
+        mode, precision, channels_last, batch, timing, compiled=compile, peak_memory_mib=peak
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-amp", action="store_true", help="fp32 only")
     parser.add_argument(
+        "--amp-dtypes",
+        nargs="+",
+        choices=("float16", "bfloat16"),
+        default=None,
+        help="AMP precisions to time (default: float16 on CUDA, bfloat16 on the CPU)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also time inference compiled with torch.compile (channels-last; ~1 min to compile)",
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.benchmark import measure
-    from ssformer.engine.runtime import resolve_device
+    from ssformer.engine.runtime import autocast_dtype, resolve_device
     from ssformer.errors import ConfigError
     from ssformer.models import build_model
 
@@ -52,21 +59,28 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     probe = build_model(args.name, args.backbone, num_classes=args.classes)
-    amps = (False,) if args.no_amp else (False, True)
+    # AMP precisions that differ from fp32 on this device (fp16 AMP runs in fp32 on a CPU)
+    precisions: list[tuple[bool, str | None]] = [(False, None)]
+    seen: set[torch.dtype] = set()
+    for dtype in [] if args.no_amp else args.amp_dtypes or [None]:
+        resolved = autocast_dtype(device, True, dtype)
+        if resolved is not None and resolved not in seen:
+            seen.add(resolved)
+            precisions.append((True, dtype))
     print(
         f"{probe.name} on {probe.backbone_name}, {args.size}x{args.size}, device {device}, "
         f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
     )
     print(
         f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'compiled':>8} "
-        f"{'median ms':>10} {'img/s':>8}"
+        f"{'median ms':>10} {'img/s':>8} {'peak MiB':>9}"
     )
     for mode in args.modes:
         batch = args.batch if mode == "inference" else args.train_batch
-        variants = [(amp, cl, False) for amp in amps for cl in (False, True)]
+        variants = [(p, cl, False) for p in precisions for cl in (False, True)]
         if args.compile and mode == "inference":
-            variants += [(amp, True, True) for amp in amps]
-        for amp, channels_last, compiled in variants:
+            variants += [(p, True, True) for p in precisions]
+        for (amp, amp_dtype), channels_last, compiled in variants:
             model = build_model(args.name, args.backbone, num_classes=args.classes)
             result = measure(
                 model,
@@ -79,11 +93,14 @@ def run(args: argparse.Namespace) -> int:
                 warmup=max(args.warmup, 1) if compiled else args.warmup,
                 repeats=args.repeats,
                 compile=compiled,
+                amp_dtype=amp_dtype,
             )
+            peak = result.peak_memory_mib
             print(
                 f"{mode:<10} {batch:>5} {result.precision:>9} "
                 f"{'on' if channels_last else 'off':>9} {'yes' if compiled else 'no':>8} "
-                f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f}"
+                f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f} "
+                f"{'-' if peak is None else f'{peak:.0f}':>9}"
             )
             del model
     return 0
