@@ -82,8 +82,6 @@ def test_gpu_check_exits_clearly_without_a_cuda_device(tmp_path) -> None:
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
     if shutil.which("nvidia-smi"):
-        import pytest
-
         pytest.skip("a GPU machine: run benchmarks/gpu_check.sh itself")
     result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
