@@ -1,0 +1,267 @@
+"""Weighted F-measure (Margolin, Zelnik-Manor & Tal, "How to Evaluate Foreground Maps?", CVPR
+2014), vectorised over a batch of maps of one size.
+
+Follows PySODMetrics' ``WeightedFmeasure`` (beta^2 = 1; itself a port of the authors' MATLAB
+``WFb.m``) on the min-max-normalised map p (float64) and the boolean GT G:
+
+- ``E = |p - G|``; ``Et = E`` on G and, off G, the error of the nearest GT pixel
+  (``scipy.ndimage.distance_transform_edt(G == 0, return_indices=True)``);
+- ``EA = Et * K``, K the 7x7 ``fspecial('gaussian', 7, 5)`` kernel, zero padding;
+- ``MIN = EA`` where ``G & EA < E``, else ``E``;
+- ``B = 2 - exp(log(0.5) / 5 * D)`` off G (D = Euclidean distance to G), 1 on G; ``Ew = MIN * B``;
+- ``TPw = |G| - sum(Ew on G)``, ``FPw = sum(Ew off G)``, ``R = 1 - mean(Ew on G)``,
+  ``P = TPw / (TPw + FPw + eps)``, ``Q = 2 R P / (R + P + eps)``; an empty GT scores 0.
+
+How it is computed here:
+
+- D^2 (an integer) comes from OpenCV's exact Euclidean distance transform
+  (``cv2.distanceTransform(..., DIST_L2, DIST_MASK_PRECISE)``, float32, on the CPU: it depends on
+  the GT only), squared and rounded back to the integer, which is exact for ``D^2 < 2^22``; a map
+  with one side of 2048 pixels or more is transformed transposed, one with both that large by
+  scipy. B is then looked up in a
+  table of PySODMetrics' own float64 values ``2 - exp(log(0.5) / 5 * sqrt(n))``; from
+  ``n = 70226`` (D > 265) on that value is exactly 2.0, so larger distances need no precision.
+- ``Et`` is needed only within the kernel's reach of G (Chebyshev distance <= 3, so D^2 <= 18).
+  There the nearest GT pixel is found among the offsets ``(dy, dx)`` with ``dy^2 + dx^2 = D^2``
+  in the order of scipy's feature transform: smallest column first, then smallest row (scipy's
+  Maurer transform keeps the first of equidistant features along each axis), which reproduces
+  its indices exactly.
+- The Gaussian is separable (its 2-D table is the outer product of the 1-D one), so ``EA`` is
+  two 7-tap float64 passes over the bounding box of G (plus 3 pixels), where it is used.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from ssformer.metrics.conventions import EPS
+
+__all__ = [
+    "GTGeometry",
+    "gt_geometry",
+    "gt_geometry_async",
+    "squared_distances",
+    "weighted_fmeasure",
+]
+
+_SIGMA = 5.0
+_RADIUS = 3  # the 7x7 kernel
+_BAND = 2 * _RADIUS * _RADIUS  # D^2 of the farthest pixel a 7x7 window around G reaches
+_PAD = _RADIUS + 1  # reach of the offsets with dy^2 + dx^2 <= 18
+_CV2_MAX_SIDE = 2048  # below it OpenCV's float32 transform is exact (see squared_distances)
+_FAR_DISTANCE = 1e4  # cap of the distances (B saturates at 266)
+_FAR = int(_FAR_DISTANCE**2)
+_tables: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+_executor: ThreadPoolExecutor | None = None
+
+
+def _gaussian_1d() -> np.ndarray:
+    """1-D factor of MATLAB ``fspecial('gaussian', 7, 5)``: ``outer(k, k)`` is the 2-D kernel
+    (no entry falls below ``eps * max``, so MATLAB's clipping step removes nothing)."""
+    x = np.arange(-_RADIUS, _RADIUS + 1, dtype=np.float64)
+    k = np.exp(-(x * x) / (2 * _SIGMA * _SIGMA))
+    return k / k.sum()
+
+
+@functools.cache
+def _weight_table() -> np.ndarray:
+    """``B(n) = 2 - exp(log(0.5) / 5 * sqrt(n))`` for n = 0 .. the first n where it is 2.0."""
+    c = np.log(0.5) / 5
+    probe = np.arange(260 * 260, 280 * 280, dtype=np.float64)
+    saturated = probe[2 - np.exp(c * np.sqrt(probe)) == 2.0]
+    last = int(saturated[0])
+    return 2 - np.exp(c * np.sqrt(np.arange(last + 1, dtype=np.float64)))
+
+
+@functools.cache
+def _band_offsets() -> np.ndarray:
+    """For each n = D^2 <= 18: the offsets (dy, dx) with dy^2 + dx^2 = n, ordered as scipy's
+    feature transform breaks ties (dx, then dy, ascending), padded to 8 slots with (0, 0)."""
+    offsets = np.zeros((_BAND + 1, 8, 2), dtype=np.int64)
+    for n in range(1, _BAND + 1):
+        found = sorted(
+            (dx, dy)
+            for dy in range(-_PAD, _PAD + 1)
+            for dx in range(-_PAD, _PAD + 1)
+            if dy * dy + dx * dx == n
+        )
+        for slot, (dx, dy) in enumerate(found):
+            offsets[n, slot] = (dy, dx)
+    return offsets
+
+
+def _device_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = ("wfm", device)
+    if key not in _tables:
+        _tables[key] = (
+            torch.from_numpy(_gaussian_1d()).to(device),
+            torch.from_numpy(_weight_table()).to(device),
+        )
+    return _tables[key]
+
+
+def _distances(masks: np.ndarray) -> np.ndarray:
+    """Squared distances (int32 [B, h, w]) to the nearest True pixel of ``masks`` (numpy bool)."""
+    batch, h, w = masks.shape
+    out = np.empty((batch, h, w), dtype=np.int32)
+    for b in range(batch):
+        if not masks[b].any():
+            out[b] = _FAR  # no GT pixel: its weighted F-measure is 0 by definition
+            continue
+        background = np.ascontiguousarray(~masks[b]).view(np.uint8)
+        if max(h, w) < _CV2_MAX_SIDE:
+            d = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        elif min(h, w) < _CV2_MAX_SIDE:  # the transform is symmetric: run it on the transpose
+            transposed = np.ascontiguousarray(background.T)
+            d = cv2.distanceTransform(transposed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).T
+        else:
+            from scipy.ndimage import distance_transform_edt
+
+            d = distance_transform_edt(background)
+        d = np.minimum(d, _FAR_DISTANCE, dtype=np.float64)
+        np.multiply(d, d, out=d)
+        out[b] = np.rint(d, out=d)
+    return out
+
+
+def squared_distances(gt: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distance (int32 [B, h, w], on ``gt``'s device) from each pixel to the
+    nearest True pixel of ``gt`` [B, h, w]; 0 on ``gt``. Distances are capped at 1e4 pixels, and
+    an image without True pixels gets the cap everywhere (its weighted F-measure is 0 by
+    definition).
+
+    OpenCV's ``DIST_MASK_PRECISE`` transform (Felzenszwalb's exact algorithm in float32) is exact
+    here: squared distances are integers held exactly in float32, the envelope crossings are
+    compared with enough precision for sides below 2048, and its float32 square root, squared in
+    float64 and rounded, gives back the integer for ``D^2 < 2^22`` (within one unit above; the
+    weighted F-measure reads only ``D^2 <= 70226``). Maps with both sides of 2048 pixels or more
+    use scipy's transform (float64, exact).
+    """
+    return torch.from_numpy(_distances(gt.detach().cpu().numpy())).to(gt.device)
+
+
+@dataclass
+class GTGeometry:
+    """What the weighted F-measure takes from the GTs [B, h, w] alone.
+
+    ``weight_index``: int32 [B, h, w], the squared distance to the GT capped where B reaches 2.0
+    (the index into the table of B); ``band``/``nearest``: int64 [K], flat indices into the
+    [B, h + 8, w + 8] zero-bordered layout of the pixels off the GT within the 7x7 kernel's
+    reach of it and of their nearest GT pixel (scipy's choice among equidistant ones); ``box``:
+    the GTs' bounding rows and columns (over the batch), None without GT pixels.
+    """
+
+    weight_index: np.ndarray
+    band: np.ndarray
+    nearest: np.ndarray
+    box: tuple[int, int, int, int] | None
+
+
+def gt_geometry(masks: np.ndarray) -> GTGeometry:
+    """:class:`GTGeometry` of boolean GTs ``masks`` (numpy [B, h, w]), in numpy (GIL released in
+    OpenCV and numpy's loops, so it runs well in a worker thread)."""
+    _, h, w = masks.shape
+    n = _distances(masks)
+    hp, wp = h + 2 * _PAD, w + 2 * _PAD
+    flat = n.reshape(-1)
+    idx = np.flatnonzero((flat > 0) & (flat <= _BAND))
+    image, within = np.divmod(idx, h * w)
+    # position in the bordered layout: the image's block, then (y + 4) * wp + x + 4
+    band = image * (hp * wp) + within + (within // w) * (2 * _PAD) + (_PAD * wp + _PAD)
+    offsets = _band_offsets()
+    steps = offsets[:, :, 0] * wp + offsets[:, :, 1]  # [19, 8] flat steps for this width
+    candidates = band[:, None] + steps[flat[idx]]
+    bordered = np.pad(masks, ((0, 0), (_PAD, _PAD), (_PAD, _PAD))).reshape(-1)
+    first = bordered[candidates].argmax(1)  # the first candidate on the GT (the border: off)
+    nearest = candidates[np.arange(idx.size), first]
+    rows, cols = np.flatnonzero(masks.any((0, 2))), np.flatnonzero(masks.any((0, 1)))
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1) if rows.size else None
+    np.minimum(n, _weight_table().size - 1, out=n)
+    return GTGeometry(weight_index=n, band=band, nearest=nearest, box=box)
+
+
+def gt_geometry_async(gt: torch.Tensor) -> Callable[[], GTGeometry]:
+    """Start :func:`gt_geometry` of ``gt`` [B, h, w] in a worker thread, overlapping with torch
+    work on the caller's thread; returns the function that waits for it."""
+    global _executor
+    masks = gt.detach().cpu().numpy()
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-wfm")
+    return _executor.submit(gt_geometry, masks).result
+
+
+def _blurred(
+    bordered: torch.Tensor, kernel: torch.Tensor, box: tuple[int, int, int, int]
+) -> torch.Tensor:
+    """Rows ``r0:r1`` and columns ``c0:c1`` (``box``) of the map inside ``bordered`` ([B, h + 8,
+    w + 8], zero border of 4) filtered with ``outer(kernel, kernel)``: scipy ``convolve`` with
+    ``mode='constant'`` (zero padding) of the map; the kernel is symmetric, so correlation and
+    convolution agree."""
+    r, (r0, r1, c0, c1) = _RADIUS, box
+    h, w = r1 - r0, c1 - c0
+    src = bordered[:, _PAD + r0 - r : _PAD + r1 + r, _PAD + c0 - r : _PAD + c1 + r]
+    rows = src[:, :, r : r + w] * kernel[r]
+    for i in range(r):
+        rows.add_(src[:, :, i : i + w], alpha=float(kernel[i]))
+        rows.add_(src[:, :, 2 * r - i : 2 * r - i + w], alpha=float(kernel[i]))
+    out = rows[:, r : r + h] * kernel[r]
+    for i in range(r):
+        out.add_(rows[:, i : i + h], alpha=float(kernel[i]))
+        out.add_(rows[:, 2 * r - i : 2 * r - i + h], alpha=float(kernel[i]))
+    return out
+
+
+def weighted_fmeasure(
+    norm: torch.Tensor,
+    gt: torch.Tensor,
+    beta2: float = 1.0,
+    *,
+    g: torch.Tensor | None = None,
+    pg: torch.Tensor | None = None,
+    geometry: GTGeometry | Callable[[], GTGeometry] | None = None,
+) -> torch.Tensor:
+    """Weighted F-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in
+    [0, 1]) against boolean GTs ``gt`` [B, h, w]; see the module docstring.
+
+    ``g`` (``gt`` as float64), ``pg`` (``norm * g``) and ``geometry`` (:func:`gt_geometry` of
+    ``gt``, or the waiting function of :func:`gt_geometry_async`) may be passed when already
+    computed or started.
+    """
+    kernel, weights = _device_tables(norm.device)
+    g = gt.to(torch.float64) if g is None else g
+    pg = norm * g if pg is None else pg
+    sum_pg = pg.sum((1, 2))
+    n_fg = g.sum((1, 2))
+    if geometry is None:
+        geometry = gt_geometry(gt.detach().cpu().numpy())
+    geo = geometry() if callable(geometry) else geometry
+    device = norm.device
+    # FPw: sum of p * B off the GT (B = 1 on the GT, where the distance is 0).
+    index = torch.from_numpy(geo.weight_index).to(device).view(-1)
+    fp_w = torch.einsum("bhw,bhw->b", norm, weights.index_select(0, index).view(norm.shape))
+    fp_w = fp_w - sum_pg
+    batch, h, w = norm.shape
+    bordered = norm.new_zeros((batch, h + 2 * _PAD, w + 2 * _PAD))
+    bordered[:, _PAD:-_PAD, _PAD:-_PAD].copy_(g).sub_(pg)  # E = 1 - p on the GT
+    if geo.band.size:  # off the GT, near it: the error of the nearest GT pixel
+        flat = bordered.view(-1)
+        nearest = flat.index_select(0, torch.from_numpy(geo.nearest).to(device))
+        flat.index_copy_(0, torch.from_numpy(geo.band).to(device), nearest)
+    sum_ew_fg = torch.zeros_like(n_fg)
+    if geo.box is not None:
+        r0, r1, c0, c1 = geo.box
+        inner = bordered[:, _PAD + r0 : _PAD + r1, _PAD + c0 : _PAD + c1]
+        min_e = torch.minimum(_blurred(bordered, kernel, geo.box), inner)
+        sum_ew_fg = min_e.mul_(g[:, r0:r1, c0:c1]).sum((1, 2))
+    tp_w = n_fg - sum_ew_fg
+    recall = 1.0 - sum_ew_fg / n_fg.clamp(min=1.0)
+    precision = tp_w / (tp_w + fp_w + EPS)
+    q = (1.0 + beta2) * recall * precision / (recall + beta2 * precision + EPS)
+    return torch.where(n_fg == 0, 0.0, q)
