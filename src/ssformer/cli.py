@@ -17,6 +17,7 @@ from ssformer.commands import (
     check_data,
     demo,
     download,
+    export,
     info,
     predict,
     report,
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
     train,
     val,
     predict,
+    export,
     sweep,
 )
 

@@ -21,3 +21,8 @@ class DataError(SSFormerError):
 
 class DownloadError(SSFormerError):
     """A download failed or produced a file that is not what was expected."""
+
+
+class ExportError(SSFormerError):
+    """An export failed (or failed its check against torch), or an exported model file, its
+    sidecar or the runtime to run it is missing or unusable."""
