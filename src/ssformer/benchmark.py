@@ -29,6 +29,7 @@ __all__ = [
     "count_parameters",
     "inference_fn",
     "measure",
+    "measure_exported",
     "state_dict_megabytes",
     "time_callable",
     "time_interleaved",
@@ -60,6 +61,7 @@ class BenchResult:
     timing: Timing
     compiled: bool = False
     peak_memory_mib: float | None = None  # peak GPU memory while measuring (CUDA only)
+    runtime: str = "torch"  # or "onnxruntime" / "openvino" (an export; see ssformer.deploy)
 
     @property
     def images_per_second(self) -> float:
@@ -269,6 +271,24 @@ def measure(
     return BenchResult(
         mode, precision, channels_last, batch, timing, compiled=compile, peak_memory_mib=peak
     )
+
+
+def measure_exported(
+    model: nn.Module, *, batch: int, size: int, warmup: int = 3, repeats: int = 10
+) -> BenchResult:
+    """Time inference of an export run by ONNX Runtime or OpenVINO
+    (:class:`ssformer.deploy.sessions.ExportedModel`) on random input; at least one warm-up
+    run (OpenVINO compiles for the input shape on its first call)."""
+    x = _example_input(batch, size, torch.device("cpu"), channels_last=False)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    timing = time_callable(run, device=torch.device("cpu"), warmup=max(1, warmup), repeats=repeats)
+    runtime = str(getattr(model, "runtime", "?"))
+    precision = str(getattr(model, "precision", "fp32"))
+    return BenchResult("inference", precision, False, batch, timing, runtime=runtime)
 
 
 def count_parameters(model: nn.Module) -> int:

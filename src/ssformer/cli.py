@@ -19,6 +19,7 @@ from ssformer.commands import (
     check_data,
     demo,
     download,
+    export,
     info,
     predict,
     report,
@@ -42,6 +43,7 @@ COMMAND_MODULES = (
     train,
     val,
     predict,
+    export,
     sweep,
 )
 

@@ -25,3 +25,8 @@ class DownloadError(SSFormerError):
 
 class StorageError(SSFormerError):
     """A file could not be written (disk full, read-only folder, permissions)."""
+
+
+class ExportError(SSFormerError):
+    """An export failed (or failed its check against torch), or an exported model file, its
+    sidecar or the runtime to run it is missing or unusable."""

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ssformer.benchmark import BenchResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,47 +50,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time inference compiled with torch.compile (channels-last; ~1 min to compile)",
     )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="time these weights: a checkpoint, or an export (.onnx / .xml with its sidecar)",
+    )
+    parser.add_argument(
+        "--runtime",
+        nargs="+",
+        choices=("torch", "onnxruntime", "openvino"),
+        default=None,
+        help="runtimes to time (default: torch, or the export's own); onnxruntime and "
+        "openvino time inference of the ONNX export (made in a temporary folder from a "
+        "checkpoint or the random model)",
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _row(result: BenchResult, mode: str, channels_last: str, compiled: str) -> str:
+    peak = result.peak_memory_mib
+    return (
+        f"{mode:<10} {result.batch:>5} {result.precision:>9} {channels_last:>9} {compiled:>8} "
+        f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f} "
+        f"{'-' if peak is None else f'{peak:.0f}':>9}  {result.runtime}"
+    )
 
-    from ssformer.benchmark import measure
-    from ssformer.engine.runtime import autocast_dtype, resolve_device
-    from ssformer.errors import ConfigError
-    from ssformer.models import build_model
 
-    for option in ("batch", "train_batch", "size", "repeats"):
-        if getattr(args, option) < 1:
-            raise ConfigError(f"--{option.replace('_', '-')} must be positive")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    probe = build_model(args.name, args.backbone, num_classes=args.classes)
-    # AMP precisions that differ from fp32 on this device (fp16 AMP runs in fp32 on a CPU)
+def _precisions(args: argparse.Namespace, device: torch.device) -> list[tuple[bool, str | None]]:
+    """fp32 and the AMP precisions that differ from it on ``device`` (fp16 AMP runs in fp32 on
+    a CPU, so it is not timed twice)."""
+    from ssformer.engine.runtime import autocast_dtype
+
     precisions: list[tuple[bool, str | None]] = [(False, None)]
-    seen: set[torch.dtype] = set()
+    seen = set()
     for dtype in [] if args.no_amp else args.amp_dtypes or [None]:
         resolved = autocast_dtype(device, True, dtype)
         if resolved is not None and resolved not in seen:
             seen.add(resolved)
             precisions.append((True, dtype))
-    print(
-        f"{probe.name} on {probe.backbone_name}, {args.size}x{args.size}, device {device}, "
-        f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}"
-    )
-    print(
-        f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'compiled':>8} "
-        f"{'median ms':>10} {'img/s':>8} {'peak MiB':>9}"
-    )
+    return precisions
+
+
+def _torch_rows(
+    args: argparse.Namespace, device: torch.device, build: Callable[[], nn.Module]
+) -> Iterator[str]:
+    """Rows of the torch runtime: every mode, precision, memory format (and compiled)."""
+    from ssformer.benchmark import measure
+
+    precisions = _precisions(args, device)
     for mode in args.modes:
         batch = args.batch if mode == "inference" else args.train_batch
         variants = [(p, cl, False) for p in precisions for cl in (False, True)]
         if args.compile and mode == "inference":
             variants += [(p, True, True) for p in precisions]
         for (amp, amp_dtype), channels_last, compiled in variants:
-            model = build_model(args.name, args.backbone, num_classes=args.classes)
+            model = build()
             result = measure(
                 model,
                 mode=mode,
@@ -95,12 +119,80 @@ def run(args: argparse.Namespace) -> int:
                 compile=compiled,
                 amp_dtype=amp_dtype,
             )
-            peak = result.peak_memory_mib
-            print(
-                f"{mode:<10} {batch:>5} {result.precision:>9} "
-                f"{'on' if channels_last else 'off':>9} {'yes' if compiled else 'no':>8} "
-                f"{result.timing.median * 1e3:>10.1f} {result.images_per_second:>8.2f} "
-                f"{'-' if peak is None else f'{peak:.0f}':>9}"
-            )
+            yield _row(result, mode, "on" if channels_last else "off", "yes" if compiled else "no")
             del model
+
+
+def _exported_rows(
+    args: argparse.Namespace, runtimes: list[str], build: Callable[[], nn.Module] | None
+) -> Iterator[str]:
+    """Inference rows of ONNX Runtime / OpenVINO: the export given as --weights, else the
+    model exported once to ONNX (in a temporary folder) and run by each runtime."""
+    from ssformer.benchmark import measure_exported
+    from ssformer.deploy.runtimes import export_for_runtime, open_export
+
+    exported: dict[str, nn.Module] = {}
+    for runtime in runtimes:
+        if args.weights is not None and args.weights.suffix.lower() in (".onnx", ".xml"):
+            exported[runtime] = open_export(args.weights, runtime, args.threads)
+        elif not exported:
+            assert build is not None
+            exported[runtime] = export_for_runtime(
+                build(),
+                runtime,
+                (args.size, args.size),
+                source=str(args.weights or f"a random {args.name}"),
+                threads=args.threads,
+            )
+        else:
+            first = next(iter(exported.values()))
+            exported[runtime] = open_export(first.path, runtime, args.threads)
+    for model in exported.values():
+        result = measure_exported(
+            model, batch=args.batch, size=args.size, warmup=args.warmup, repeats=args.repeats
+        )
+        yield _row(result, "inference", "-", "-")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ssformer.deploy.runtimes import exported_info, resolve_runtime
+    from ssformer.engine.runtime import resolve_device
+    from ssformer.errors import ConfigError
+    from ssformer.models import build_model, load_model
+
+    for option in ("batch", "train_batch", "size", "repeats"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"--{option.replace('_', '-')} must be positive")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    source = args.weights or Path("random.pth")  # a random model runs like a checkpoint
+    runtimes = [resolve_runtime(source, r) for r in args.runtime or [None]]
+    info = exported_info(args.weights) if args.weights is not None else None
+    if args.weights is None:
+        build = lambda: build_model(args.name, args.backbone, num_classes=args.classes)  # noqa: E731
+    elif info is None:
+        build = lambda: load_model(args.weights)  # noqa: E731
+    else:
+        build = None
+    probe = build() if build is not None else None
+    name = f"{probe.name} on {probe.backbone_name}" if probe else f"{info.model} on {info.backbone}"
+    del probe
+    print(
+        f"{name}, {args.size}x{args.size}, device {device}, {torch.get_num_threads()} CPU "
+        f"threads, torch {torch.__version__}; runtimes {', '.join(dict.fromkeys(runtimes))}"
+    )
+    print(
+        f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'compiled':>8} "
+        f"{'median ms':>10} {'img/s':>8} {'peak MiB':>9}  runtime"
+    )
+    if "torch" in runtimes:
+        for line in _torch_rows(args, device, build):
+            print(line)
+    others = [r for r in dict.fromkeys(runtimes) if r != "torch"]
+    if others:
+        for line in _exported_rows(args, others, build):
+            print(line)
     return 0

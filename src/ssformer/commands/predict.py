@@ -42,7 +42,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="torch.compile the model first (~1 min; pays for many images or video frames)",
     )
+    add_runtime_argument(parser)
     parser.set_defaults(func=run)
+
+
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime torch|onnxruntime|openvino`` (shared by predict, val and bench)."""
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        default=None,
+        help="what runs the model: torch (default for checkpoints), onnxruntime (default for "
+        ".onnx exports) or openvino (default for .xml; also runs .onnx); a checkpoint is "
+        "exported to ONNX first (ssformer export keeps such a file); fp32 unless the export "
+        "says otherwise",
+    )
 
 
 def _config_weights(config: Config) -> Path | None:
@@ -89,10 +103,21 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or (_config_weights(config) if config is not None else None)
     if weights is None:
         raise ConfigError("give --weights PATH (or --cfg F with TEST.MODEL_PATH)")
+    from ssformer.deploy.runtimes import exported_info, resolve_runtime
+
+    runtime = resolve_runtime(weights, args.runtime)
+    if args.compile and runtime != "torch":
+        raise ConfigError(
+            f"--compile compiles torch models; the {runtime} runtime compiles the export "
+            "itself: drop --compile"
+        )
+    info = exported_info(weights)
     if args.size:
         size = (args.size[0], args.size[-1])
     elif config is not None:
         size = tuple(config.test.image_size)
+    elif info is not None:
+        size = tuple(info.image_size)
     else:
         size = (352, 352)
     overlay = args.overlay
@@ -106,17 +131,25 @@ def run(args: argparse.Namespace) -> int:
             else Path("output/predictions")
         )
 
+    from ssformer.deploy.runtimes import load_inference_model
+    from ssformer.deploy.sessions import ExportedModel, runtime_label
     from ssformer.engine.predict import Predictor, predict_paths
     from ssformer.engine.runtime import resolve_device
-    from ssformer.models import load_model
 
     device = resolve_device(args.device or (config.device if config is not None else "auto"))
-    model = load_model(weights, config)
+    model = load_inference_model(weights, runtime, config, image_size=size)
+    if isinstance(model, ExportedModel):
+        model.check_size(size)
     predictor = Predictor(model, size, device, compile=args.compile)
+    print(
+        f"{getattr(model, 'name', 'model')} {getattr(model, 'backbone_name', '')} from "
+        f"{weights}, {runtime_label(predictor.model)}, input {size[0]}x{size[1]}"
+    )
     result = predict_paths(predictor, inputs, out, overlay=overlay)
     print(
         f"{result.images} image(s), {result.frames} video frame(s) segmented in "
-        f"{result.seconds:.1f} s ({result.per_second:.1f} per second, end to end, on {device}); "
+        f"{result.seconds:.1f} s ({result.per_second:.1f} per second, end to end, on "
+        f"{device if runtime == 'torch' else 'cpu'}, {runtime_label(predictor.model)}); "
         f"results in {result.out_dir}"
     )
     return 0

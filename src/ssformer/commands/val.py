@@ -1,7 +1,8 @@
 """``ssformer val``: score weights on the validation or test split under every metric convention.
 
-``ssformer val --cfg F [--weights PATH] [--split test|val] [--msf] [--set ...]``. Weights may be
-ours, the official SSFormer's or the reproduction study's (converted by ``load_weights``). Under
+``ssformer val --cfg F [--weights PATH] [--split test|val] [--msf] [--runtime R] [--set ...]``.
+Weights may be ours, the official SSFormer's or the reproduction study's (converted by
+``load_weights``), or an export (``.onnx`` / ``.xml`` with its sidecar, ``ssformer export``). Under
 ``DATASET.PROTOCOL: pranet`` the test split is all five PraNet test sets.
 """
 
@@ -11,6 +12,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from ssformer.commands.predict import add_runtime_argument
 from ssformer.commands.train import add_config_arguments
 
 
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="torch.compile the model first (~1 min; pays for many images of one size)",
     )
+    add_runtime_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -61,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
         msf=msf,
         out_dir=args.out,
         compile=args.compile,
+        runtime=args.runtime,
     )
     return 0

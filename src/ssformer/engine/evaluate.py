@@ -34,8 +34,10 @@ from torch.utils.data import DataLoader, Dataset
 from ssformer.data.datasets import innermost
 from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
+from ssformer.deploy.runtimes import load_inference_model, resolve_runtime
+from ssformer.deploy.sessions import runtime_label
 from ssformer.engine.runtime import resolve_device, resolve_workers
-from ssformer.errors import SSFormerError
+from ssformer.errors import ExportError, SSFormerError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
 from ssformer.models.factories import load_model
@@ -250,14 +252,19 @@ def write_eval_json(
     image_size: Sequence[int],
     recipe: str | None = None,
     epoch: int | None = None,
+    runtime: str = "torch fp32",
 ) -> Path:
     """Write one evaluation as JSON (the layout :mod:`ssformer.report.runs` reads), atomically.
     ``recipe``: the evaluation pipeline (``EVAL.RECIPE``); ``epoch``: the training epoch of the
-    weights, when known."""
+    weights, when known; ``runtime``: what computed the model and in which precision
+    (:func:`ssformer.deploy.sessions.runtime_label`)."""
+    name, _, precision = runtime.partition(" ")
     payload = {
         "split": split,
         "dataset": dataset,
         "weights": str(weights),
+        "runtime": name,
+        "precision": precision,
         "image_size": list(image_size),
         "msf": bool(msf and msf.enable),
         "recipe": recipe,
@@ -271,6 +278,44 @@ def write_eval_json(
     return write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
+def _eval_json_path(
+    config: Config, weights: Path, what: str, tag: str, out_dir: Path | None
+) -> Path:
+    """Where ``ssformer val`` writes the JSON of ``what`` (``test``, ``test_Kvasir_msf``, ...);
+    ``tag``: ``""`` for torch, ``_openvino`` and the like for an export (see run_evaluation)."""
+    if out_dir is not None:
+        return Path(out_dir) / f"eval_{what}{tag}.json"
+    if (weights.parent / "config.yaml").is_file():  # a run folder
+        prefix = f"{weights.stem}{tag}_" if tag else ""
+        return weights.parent / f"{prefix}eval_{what}.json"
+    return Path(config.save_dir) / "eval" / f"{weights.stem}{tag}_{what}.json"
+
+
+def _evaluation_model(
+    config: Config, path: Path, runtime: str | None, compile: bool, echo: Any
+) -> tuple[nn.Module, torch.device]:
+    """The model ``ssformer val`` scores and the device its inputs go to (the CPU for an
+    export run by ONNX Runtime or OpenVINO)."""
+    runtime = resolve_runtime(path, runtime)
+    if runtime != "torch":
+        if compile:
+            raise ExportError(
+                f"--compile compiles torch models; the {runtime} runtime compiles the export "
+                "itself: drop --compile"
+            )
+        size = tuple(config.eval.image_size)
+        return load_inference_model(path, runtime, config, image_size=size, echo=echo), (
+            torch.device("cpu")
+        )
+    device = resolve_device(config.device)
+    model = load_model(path, config).to(device).eval()
+    if compile:
+        from ssformer.engine.compiled import compile_for_inference
+
+        model = compile_for_inference(model, device)
+    return model, device
+
+
 def run_evaluation(
     config: Config,
     *,
@@ -282,6 +327,7 @@ def run_evaluation(
     progress: bool = False,
     echo: Any = print,
     compile: bool = False,
+    runtime: str | None = None,
 ) -> dict[str, EvalOutput]:
     """``ssformer val``: score the weights on ``split``, print tables, write ``eval_*.json``.
 
@@ -290,18 +336,22 @@ def run_evaluation(
     ``eval_<split>_<set>.json`` for the PraNet sets, ``_msf`` appended with MSF), else to
     ``SAVE_DIR/eval/<weights stem>_...``. A previous file of the same name is replaced.
     ``compile``: channels-last and ``torch.compile`` (:mod:`ssformer.engine.compiled`).
+    ``runtime``: ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`ssformer.deploy.runtimes`;
+    default: the weights file's own); the JSON of another runtime than torch is named
+    ``<weights stem>_<runtime>_eval_<split>.json`` in a run folder (never replacing torch's
+    ``eval_<split>.json``), with ``_<runtime>`` added to the name elsewhere.
     """
-    device = resolve_device(config.device)
     path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
-    model = load_model(path, config).to(device).eval()
-    if compile:
-        from ssformer.engine.compiled import compile_for_inference
+    model, device = _evaluation_model(config, path, runtime, compile, echo)
+    label = runtime_label(model)
+    tag = "" if label.startswith("torch") else f"_{label.split()[0]}"
 
-        model = compile_for_inference(model, device)
+    def set_part(name: str) -> str:
+        return "" if name in ("test", "val") else f"_{name}"
+
     if msf is None:
         msf = config.eval.msf
     sets = build_datasets(config, split).evaluation_sets(split)
-    in_run = (path.parent / "config.yaml").is_file()
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
@@ -326,17 +376,11 @@ def run_evaluation(
             format_metrics_table(
                 output.metrics,
                 title=f"{dataset_name} {split} ({output.num_images} images, recipe "
-                f"{config.eval.recipe}), weights {path}"
+                f"{config.eval.recipe}), weights {path}, {label}"
                 + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
             )
         )
-        set_part = "" if name in ("test", "val") else f"_{name}"
-        if out_dir is not None:
-            target = Path(out_dir) / f"eval_{split}{set_part}{suffix}.json"
-        elif in_run:
-            target = path.parent / f"eval_{split}{set_part}{suffix}.json"
-        else:
-            target = Path(config.save_dir) / "eval" / f"{path.stem}_{split}{set_part}{suffix}.json"
+        target = _eval_json_path(config, path, f"{split}{set_part(name)}{suffix}", tag, out_dir)
         existed = target.exists()
         write_eval_json(
             target,
@@ -347,6 +391,7 @@ def run_evaluation(
             msf=msf,
             image_size=config.eval.image_size,
             recipe=config.eval.recipe,
+            runtime=label,
         )
         echo(f"{'replaced' if existed else 'wrote'} {target}")
     return results

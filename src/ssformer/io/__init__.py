@@ -6,7 +6,8 @@
 - :mod:`~ssformer.io.http`: HTTP(S) downloads with ``Range`` resume and retries;
 - :mod:`~ssformer.io.drive`: Google Drive through ``gdown``;
 - :mod:`~ssformer.io.kaggle`: Kaggle data sets through the ``kaggle`` package;
-- :mod:`~ssformer.io.messages`: progress notes on standard error.
+- :mod:`~ssformer.io.messages`: progress notes on standard error;
+- :mod:`~ssformer.io.digest`: SHA-256 of a file.
 
 Nothing here knows a model or a data set.
 """
