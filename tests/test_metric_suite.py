@@ -361,3 +361,25 @@ def test_cuda_matches_cpu() -> None:
     many.update_batch(probs.cuda(), masks.cuda())
     for key, value in one.compute().items():
         assert many.compute()[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_the_registry_names_every_metric_the_evaluator_computes() -> None:
+    """EVAL.METRICS is validated from ssformer.registry (no torch at config time)."""
+    from ssformer.metrics import METRIC_CONVENTIONS
+    from ssformer.registry import METRIC_NAMES, TRAINING_METRIC_NAMES
+
+    assert tuple(METRIC_CONVENTIONS) == METRIC_NAMES
+    assert set(TRAINING_METRIC_NAMES) <= set(METRIC_NAMES)
+
+
+def test_eval_metrics_config_all_fast_list_and_typo() -> None:
+    from ssformer.config import load_config
+    from ssformer.errors import ConfigError
+    from ssformer.registry import METRIC_NAMES, TRAINING_METRIC_NAMES
+
+    assert load_config("demo").eval.metrics == TRAINING_METRIC_NAMES
+    assert load_config("demo", ["EVAL.METRICS=all"]).eval.metrics == METRIC_NAMES
+    chosen = load_config("demo", ["EVAL.METRICS=[S_alpha, Fw_beta]"]).eval.metrics
+    assert chosen == ("S_alpha", "Fw_beta")
+    with pytest.raises(ConfigError, match=r"EVAL\.METRICS=.S_alfa.*Did you mean S_alpha"):
+        load_config("demo", ["EVAL.METRICS=[S_alfa]"])

@@ -343,3 +343,26 @@ def test_more_epochs_on_resume_stretch_the_schedule_and_say_so(
     # a run-level ETA in the epoch lines and in the step lines that tail -f shows
     assert re.search(r"epoch 1/2 done: .*; run ETA \d+m\d\ds", log)
     assert re.search(r"epoch 2/2 \(run ETA \d+m\d\ds\) step 1/", log)
+
+
+def test_eval_metrics_all_reports_the_whole_table_at_every_validation(
+    split_root: Path, tmp_path: Path
+) -> None:
+    overrides = [
+        *tiny_overrides(split_root, tmp_path),
+        "MODEL.NAME=SegFormer",
+        "MODEL.BACKBONE=MiT-B0",
+        "EVAL.METRICS=all",
+    ]
+    result = run_training(load_config(KVASIR_CFG, overrides), echo=None)
+    row = result.history[-1]
+    for key in (
+        "val/S_alpha",
+        "val/E_phi_mean",
+        "val/E_phi_adp",
+        "val/Fw_beta",
+        "val/MAE",
+        "val/mIoU_2cls",
+        "val/official_dice",
+    ):
+        assert key in row and row[key] == row[key], key  # present and not NaN

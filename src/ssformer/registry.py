@@ -138,6 +138,36 @@ PRANET_TEST_SETS: tuple[str, ...] = (
     "ETIS-LaribPolypDB",
     "CVC-300",
 )
+METRIC_NAMES: tuple[str, ...] = (
+    "mDice",
+    "mIoU",
+    "Dice@0.5",
+    "IoU@0.5",
+    "official_dice",
+    "official_iou",
+    "mIoU_2cls",
+    "mDice_2cls",
+    "S_alpha",
+    "E_phi_mean",
+    "E_phi_max",
+    "E_phi_adp",
+    "Fw_beta",
+    "Fm_mean",
+    "Fm_max",
+    "Fm_adp",
+    "MAE",
+)
+"""The metric keys of :data:`ssformer.metrics.METRIC_CONVENTIONS` (a test keeps them equal),
+for ``EVAL.METRICS`` (validated before torch is imported)."""
+TRAINING_METRIC_NAMES: tuple[str, ...] = (
+    "Dice@0.5",
+    "IoU@0.5",
+    "mDice",
+    "mIoU",
+    "mDice_2cls",
+    "mIoU_2cls",
+)
+"""``EVAL.METRICS: fast`` (the default): what each validation during training computes."""
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 """File suffixes (lower case) read as images or masks; every other file is ignored."""
 IMAGE_DIR_NAMES: tuple[str, ...] = ("images", "image", "Original")

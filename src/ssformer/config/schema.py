@@ -156,11 +156,16 @@ class EvalConfig:
     """``EVAL``: ``MODEL_PATH`` (default ``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET.NAME>.pth``),
     ``IMAGE_SIZE``, ``MSF``, ``RECIPE``: the evaluation pipeline (one of
     :data:`ssformer.registry.EVAL_RECIPES`; default ``study`` for 2-class models, the study's,
-    and ``official`` for 1-channel SSFormer models)."""
+    and ``official`` for 1-channel SSFormer models); ``METRICS``: what each validation during
+    training computes: ``fast`` (default: Dice/IoU at 0.5, mDice, mIoU, the pooled 2-class
+    numbers), ``all`` (the whole table, S-alpha, E-phi, Fw-beta, F-measure and MAE included) or
+    a list of names (:data:`ssformer.registry.METRIC_NAMES`); the test scoring at the end
+    always computes every metric."""
 
     model_path: str | None = None
     image_size: tuple[int, int] = (352, 352)
     recipe: str | None = None
+    metrics: str | tuple[str, ...] = "fast"
     msf: MSFConfig = field(default_factory=MSFConfig)
 
 

@@ -20,12 +20,14 @@ from ssformer.registry import (
     EVAL_RECIPES,
     LOSS_ALIASES,
     LOSSES,
+    METRIC_NAMES,
     MODEL_NAMES,
     ONE_CHANNEL_LOSSES,
     OPTIMIZERS,
     PRESETS,
     PROTOCOLS,
     SCHEDULERS,
+    TRAINING_METRIC_NAMES,
     closest,
 )
 
@@ -213,5 +215,19 @@ def _validate_eval(c: Config, source: str) -> None:
     if c.eval.recipe is None:
         c.eval.recipe = "study" if c.model.num_classes == 2 else "official"
     c.eval.recipe = _choice(c.eval.recipe, EVAL_RECIPES, source, "EVAL.RECIPE")
+    c.eval.metrics = _eval_metrics(c.eval.metrics, source)
     if not c.eval.msf.scales or any(x <= 0 for x in c.eval.msf.scales):
         raise _fail(source, "EVAL.MSF.SCALES", list(c.eval.msf.scales), "numbers > 0")
+
+
+def _eval_metrics(value: str | tuple[str, ...], source: str) -> tuple[str, ...]:
+    """``EVAL.METRICS``: ``fast`` (the default), ``all`` or a list of metric names, as the
+    tuple of names each validation during training computes."""
+    if value == "fast":
+        return TRAINING_METRIC_NAMES
+    if value == "all":
+        return METRIC_NAMES
+    names = (value,) if isinstance(value, str) else tuple(value)
+    for name in names:
+        _choice(name, METRIC_NAMES, source, "EVAL.METRICS")
+    return names

@@ -41,6 +41,7 @@ from ssformer.errors import ExportError, SSFormerError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
 from ssformer.models.factories import load_model
+from ssformer.registry import TRAINING_METRIC_NAMES
 
 if TYPE_CHECKING:
     from ssformer.config import Config, MSFConfig
@@ -56,15 +57,8 @@ __all__ = [
     "write_eval_json",
 ]
 
-# Metrics computed at every validation during training: cheap ones (no PySODMetrics loops).
-TRAINING_METRICS: tuple[str, ...] = (
-    "Dice@0.5",
-    "IoU@0.5",
-    "mDice",
-    "mIoU",
-    "mDice_2cls",
-    "mIoU_2cls",
-)
+# Metrics computed at every validation during training by default (EVAL.METRICS: fast).
+TRAINING_METRICS: tuple[str, ...] = TRAINING_METRIC_NAMES
 
 
 @dataclass

@@ -79,7 +79,6 @@ from ssformer.engine.distributed import (
 )
 from ssformer.engine.epoch import EpochStats, NonFiniteLossError, StepCallback, train_one_epoch
 from ssformer.engine.evaluate import (
-    TRAINING_METRICS,
     EvalOutput,
     NonFiniteOutputError,
     evaluate,
@@ -727,7 +726,8 @@ def _validate(run: _Run, state: TrainingState, row: dict[str, Any], epoch: int) 
     is_best = False
     if ctx.is_main:
         eval_start = time.monotonic()
-        outputs = _evaluate_sets(run, state.model, run.select, metrics=TRAINING_METRICS, msf=None)
+        wanted = tuple(dict.fromkeys((*run.config.eval.metrics, run.metric_name)))
+        outputs = _evaluate_sets(run, state.model, run.select, metrics=wanted, msf=None)
         scores = _mean_over_sets(outputs)
         prefix = "val" if "val" in run.select else "test"
         row.update({f"{prefix}/{k}": v for k, v in scores.items()})
