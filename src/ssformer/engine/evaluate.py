@@ -64,8 +64,10 @@ TRAINING_METRICS: tuple[str, ...] = TRAINING_METRIC_NAMES
 @dataclass
 class EvalOutput:
     """Aggregated metrics, per-image rows and the image count. A row holds ``name``,
-    ``Dice@0.5``, ``IoU@0.5`` and the image's value of every other averaged per-image metric
-    computed (``mDice``, ``mIoU``, ``MAE``, ``official_dice``, ``official_iou``)."""
+    ``Dice@0.5``, ``IoU@0.5`` and the image's value of every other per-image metric computed
+    that is a mean over images (``mDice``, ``mIoU``, ``MAE``, ``official_*``, ``S_alpha``,
+    ``Fw_beta``, ``E_phi_mean``/``E_phi_adp``, ``Fm_mean``/``Fm_adp``; not the ``*_max`` of the
+    dataset-mean curves)."""
 
     metrics: dict[str, float]
     per_image: list[dict[str, Any]] = field(default_factory=list)

@@ -26,9 +26,9 @@ float mean, which for a constant non-dyadic value (0.7, say) may be off by an ul
 comparison is reproduced exactly by computing the same numpy mean for such a quadrant.
 
 The sums come from one pass over p, p^2 and p * G per quadrant, so the (co)variances use the one-pass
-formula: in float64 that agrees with PySODMetrics' two-pass values to about 1e-10 of S, and to
-about 1e-8 where the prediction is constant over the foreground or background (the square root
-of a rounding residue in ``std``).
+formula: in float64 that agrees with PySODMetrics' two-pass values to about 1e-12 of S or better;
+a foreground or background variance below 1e-8 (a near-constant prediction there, where the
+square root in ``std`` would magnify the rounding residue) is recomputed two-pass.
 """
 
 from __future__ import annotations
@@ -37,13 +37,16 @@ import numpy as np
 import torch
 
 from ssformer.metrics.conventions import EPS
+from ssformer.metrics.inputs import Workspace
 
 __all__ = ["s_measure"]
 
+_SMALL_VARIANCE = 1e-8
 
-def _centroid(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cy, cx, n_fg) [B] int64 of GTs ``g`` (float64 0/1): PySODMetrics' rounded centroid plus
-    one, and the GT size."""
+
+def _centroid(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cy, cx, n_fg [B] int64, row sums [B, h]) of GTs ``g`` (float64 0/1): PySODMetrics'
+    rounded centroid plus one, the GT size and the foreground pixels per row."""
     _, h, w = g.shape
     rows = g.sum(2)  # [B, h] foreground pixels per row (integers, exact in float64)
     cols = g.sum(1)  # [B, w]
@@ -54,30 +57,27 @@ def _centroid(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     count = n_fg.clamp(min=1.0)
     cy = torch.round((rows * row_index).sum(1) / count).to(torch.int64) + 1
     cx = torch.round((cols * col_index).sum(1) / count).to(torch.int64) + 1
-    return cy, cx, n_fg.to(torch.int64)
+    return cy, cx, n_fg.to(torch.int64), rows
 
 
 def _quadrant_sums(
-    quantities: list[torch.Tensor], cy: list[int], cx: list[int]
+    quantities: list[tuple[torch.Tensor, torch.Tensor | None]],
+    cy: torch.Tensor,
+    cx: list[int],
 ) -> list[torch.Tensor]:
-    """Sums of each [B, h, w] quantity over the four quadrants of each image: [B, 2, 2]
-    (top/bottom x left/right) per quantity."""
+    """Sums of each [B, h, w] quantity (with its row sums [B, h], if known) over the four
+    quadrants of each image: [B, 2, 2] (top/bottom x left/right) per quantity. Two reductions
+    per quantity and image: the rows' sums left of ``cx`` and the rows' totals."""
+    h = quantities[0][0].shape[1]
+    top = (torch.arange(h, device=cy.device)[None, :] < cy[:, None]).to(torch.float64)
     sums = []
-    for q in quantities:
-        per_image = []
-        for b, (y0, x0) in enumerate(zip(cy, cx, strict=True)):
-            top, bottom = q[b, :y0], q[b, y0:]
-            per_image.append(
-                torch.stack(
-                    [
-                        top[:, :x0].sum(),
-                        top[:, x0:].sum(),
-                        bottom[:, :x0].sum(),
-                        bottom[:, x0:].sum(),
-                    ]
-                )
-            )
-        sums.append(torch.stack(per_image).view(-1, 2, 2))
+    for q, totals in quantities:
+        totals = q.sum(2) if totals is None else totals
+        left = torch.stack([q[b, :, :x0].sum(1) for b, x0 in enumerate(cx)])  # [B, h]
+        right = totals - left
+        parts = [(left * top).sum(1), (right * top).sum(1)]
+        parts += [left.sum(1) - parts[0], right.sum(1) - parts[1]]
+        sums.append(torch.stack(parts, dim=1).view(-1, 2, 2))
     return sums
 
 
@@ -112,12 +112,17 @@ def _region(
     cy: torch.Tensor,
     cx: torch.Tensor,
     mixed: torch.Tensor,
+    workspace: Workspace,
+    g_rows: torch.Tensor,
+    row_sums: tuple[torch.Tensor | None, torch.Tensor | None],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(S_region [B], sums of p, p^2 and p * G [B]) of a batch."""
     _, h, w = norm.shape
-    p2 = norm * norm
+    p2 = torch.mul(norm, norm, out=workspace.get("p2", norm.shape, norm.dtype, norm.device))
     cy_list, cx_list = cy.tolist(), cx.tolist()
-    s_p, s_p2, s_pg, s_g = _quadrant_sums([norm, p2, pg, g], cy_list, cx_list)
+    s_p, s_p2, s_pg, s_g = _quadrant_sums(
+        [(norm, row_sums[0]), (p2, None), (pg, row_sums[1]), (g, g_rows)], cy, cx_list
+    )
     heights = torch.stack([cy, h - cy], dim=1).to(torch.float64)
     widths = torch.stack([cx, w - cx], dim=1).to(torch.float64)
     n = heights[:, :, None] * widths[:, None, :]  # [B, 2, 2] pixels per quadrant
@@ -149,6 +154,27 @@ def _region(
     return region, s_p.sum((1, 2)), s_p2.sum((1, 2)), s_pg.sum((1, 2))
 
 
+def _refine_small_variances(
+    norm: torch.Tensor,
+    gt: torch.Tensor,
+    fg_var: torch.Tensor,
+    bg_var: torch.Tensor,
+    n_fg: torch.Tensor,
+    n_bg: torch.Tensor,
+) -> None:
+    """Recompute, two-pass, the variances (in place) that the one-pass formula leaves below 1e-8:
+    there its rounding residue (about 1e-16 relative to mean^2) would show in the square root,
+    ``std``; above, the one-pass std is within ~5e-13. Near-constant regions are rare (constant or
+    binary maps), so this costs nothing in general."""
+    small = ((fg_var < _SMALL_VARIANCE) & (n_fg > 1)) | ((bg_var < _SMALL_VARIANCE) & (n_bg > 1))
+    for b in small.nonzero()[:, 0].tolist():
+        fg, bg = norm[b][gt[b]], norm[b][~gt[b]]
+        if fg.numel() > 1:
+            fg_var[b] = torch.var(fg)
+        if bg.numel() > 1:
+            bg_var[b] = torch.var(bg)
+
+
 def _object_score(mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     std = torch.where(count > 1, var.clamp(min=0.0).sqrt(), 0.0)
     return 2.0 * mean / (mean * mean + 1.0 + std + EPS)
@@ -161,19 +187,25 @@ def s_measure(
     *,
     g: torch.Tensor | None = None,
     pg: torch.Tensor | None = None,
+    workspace: Workspace | None = None,
+    row_sums: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """S-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in [0, 1]) against
     boolean GTs ``gt`` [B, h, w]; see the module docstring for the conventions.
 
-    ``g`` (``gt`` as float64) and ``pg`` (``norm * g``) may be passed when already computed.
+    ``g`` (``gt`` as float64) and ``pg`` (``norm * g``) may be passed when already computed,
+    and ``row_sums`` = (``norm.sum(2)``, ``pg.sum(2)``); ``workspace`` holds the scratch maps
+    (see :class:`~ssformer.metrics.inputs.Workspace`).
     """
     _, h, w = norm.shape
     n_pixels = float(h * w)
     g = gt.to(torch.float64) if g is None else g
     pg = norm * g if pg is None else pg
-    cy, cx, n_fg = _centroid(g)
+    cy, cx, n_fg, g_rows = _centroid(g)
     mixed = (n_fg > 0) & (n_fg < h * w)
-    region, sum_p, sum_p2, sum_pg = _region(norm, g, pg, cy, cx, mixed)
+    ws = Workspace() if workspace is None else workspace
+    known = (None, None) if row_sums is None else row_sums
+    region, sum_p, sum_p2, sum_pg = _region(norm, g, pg, cy, cx, mixed, ws, g_rows, known)
     sum_p2g = torch.einsum("bhw,bhw->b", norm, pg)
     n_fg_f = n_fg.to(torch.float64)
     n_bg_f = n_pixels - n_fg_f
@@ -184,6 +216,7 @@ def s_measure(
     bg_sum = sum_p - sum_pg
     bg_var = ((sum_p2 - sum_p2g) - bg_sum * bg_sum / bg_count) / (bg_count - 1.0).clamp(min=1.0)
     bg_mean = 1.0 - bg_sum / bg_count  # mean of 1 - p off the GT
+    _refine_small_variances(norm, gt, fg_var, bg_var, n_fg_f, n_bg_f)
     gt_mean = n_fg_f / n_pixels
     objects = _object_score(fg_mean, fg_var, n_fg_f) * gt_mean + _object_score(
         bg_mean, bg_var, n_bg_f

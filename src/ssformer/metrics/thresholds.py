@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ssformer.metrics.conventions import EPS, NUM_THRESHOLDS
-from ssformer.metrics.inputs import minmax_affine, normalize_batch, prepare_prob
+from ssformer.metrics.inputs import Workspace, minmax_affine, normalize_batch, prepare_prob
 
 __all__ = [
     "FM_BETA2",
@@ -100,7 +100,9 @@ def histograms(
     near = (frac.sub_(0.5).abs_() > 0.5 - 1e-3).view(-1).nonzero()[:, 0]
     nbins = 2 * NUM_THRESHOLDS
     image_offset = torch.arange(batch, device=prob.device, dtype=torch.float32) * nbins
-    combined = floored.clamp_(0, NUM_THRESHOLDS - 1).add_(gt, alpha=NUM_THRESHOLDS)
+    combined = floored.clamp_(0, NUM_THRESHOLDS - 1).add_(
+        gt.view(torch.uint8), alpha=NUM_THRESHOLDS
+    )
     combined = combined.add_(image_offset.view(view)).to(torch.int32).view(-1)
     size = batch * nbins
     em_hist = torch.bincount(combined, minlength=size)
@@ -118,13 +120,18 @@ def histograms(
     return em_hist.to(torch.int64).reshape(shape), thr_hist.to(torch.int64).reshape(shape)
 
 
-def em_histograms(norm: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def em_histograms(
+    norm: torch.Tensor, gt: torch.Tensor, workspace: Workspace | None = None
+) -> torch.Tensor:
     """PySODMetrics' histograms alone (the ``em_hist`` of :func:`histograms`), int64
     [B, 2, 256], straight from the float64 normalised maps ``norm`` [B, h, w]: ``int(255 p)``
     is numpy's ``(pred * 255).astype(np.uint8)``, exactly."""
     batch = norm.shape[0]
     nbins = 2 * NUM_THRESHOLDS
-    bins = (norm * 255.0).to(torch.int32).add_(gt, alpha=NUM_THRESHOLDS)
+    ws = Workspace() if workspace is None else workspace
+    scaled = torch.mul(norm, 255.0, out=ws.get("scaled", norm.shape, norm.dtype, norm.device))
+    bins = ws.get("bins", norm.shape, torch.int32, norm.device).copy_(scaled)  # truncates
+    bins.add_(gt.view(torch.uint8), alpha=NUM_THRESHOLDS)
     bins.add_((torch.arange(batch, device=norm.device, dtype=torch.int32) * nbins).view(-1, 1, 1))
     hist = torch.bincount(bins.view(-1), minlength=batch * nbins)
     return hist.to(torch.int64).reshape(batch, 2, NUM_THRESHOLDS)

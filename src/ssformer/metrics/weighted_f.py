@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ssformer.metrics.conventions import EPS
+from ssformer.metrics.inputs import Workspace
 
 __all__ = [
     "GTGeometry",
@@ -107,25 +108,30 @@ def _device_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return _tables[key]
 
 
+def _transform(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (float32 [h, w]; float64 from scipy) to the nearest True pixel of a
+    non-empty bool ``mask``."""
+    h, w = mask.shape
+    background = np.ascontiguousarray(~mask).view(np.uint8)
+    if max(h, w) < _CV2_MAX_SIDE:
+        return cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if min(h, w) < _CV2_MAX_SIDE:  # the transform is symmetric: run it on the transpose
+        transposed = np.ascontiguousarray(background.T)
+        return cv2.distanceTransform(transposed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).T
+    from scipy.ndimage import distance_transform_edt
+
+    return distance_transform_edt(background)
+
+
 def _distances(masks: np.ndarray) -> np.ndarray:
-    """Squared distances (int32 [B, h, w]) to the nearest True pixel of ``masks`` (numpy bool)."""
-    batch, h, w = masks.shape
-    out = np.empty((batch, h, w), dtype=np.int32)
-    for b in range(batch):
+    """Squared distances (int32 [B, h, w]) to the nearest True pixel of ``masks`` (numpy bool),
+    exact below 2^22 and capped at ``_FAR``."""
+    out = np.empty(masks.shape, dtype=np.int32)
+    for b in range(masks.shape[0]):
         if not masks[b].any():
             out[b] = _FAR  # no GT pixel: its weighted F-measure is 0 by definition
             continue
-        background = np.ascontiguousarray(~masks[b]).view(np.uint8)
-        if max(h, w) < _CV2_MAX_SIDE:
-            d = cv2.distanceTransform(background, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        elif min(h, w) < _CV2_MAX_SIDE:  # the transform is symmetric: run it on the transpose
-            transposed = np.ascontiguousarray(background.T)
-            d = cv2.distanceTransform(transposed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).T
-        else:
-            from scipy.ndimage import distance_transform_edt
-
-            d = distance_transform_edt(background)
-        d = np.minimum(d, _FAR_DISTANCE, dtype=np.float64)
+        d = np.minimum(_transform(masks[b]), _FAR_DISTANCE, dtype=np.float64)
         np.multiply(d, d, out=d)
         out[b] = np.rint(d, out=d)
     return out
@@ -165,25 +171,44 @@ class GTGeometry:
 
 
 def gt_geometry(masks: np.ndarray) -> GTGeometry:
-    """:class:`GTGeometry` of boolean GTs ``masks`` (numpy [B, h, w]), in numpy (GIL released in
-    OpenCV and numpy's loops, so it runs well in a worker thread)."""
-    _, h, w = masks.shape
-    n = _distances(masks)
+    """:class:`GTGeometry` of boolean GTs ``masks`` (numpy [B, h, w]), in numpy and OpenCV (both
+    release the GIL, so it runs well in a worker thread).
+
+    The squared distances are float32 here: ``fl(fl(sqrt(n))^2)`` is within ``2e-7 n`` of the
+    integer n, so rounding recovers every n up to the table's end (70226) exactly.
+    """
+    batch, h, w = masks.shape
+    last = _weight_table().size - 1
+    n = np.empty((batch, h, w), dtype=np.int32)
+    near = np.empty((h, w), dtype=np.uint8)
     hp, wp = h + 2 * _PAD, w + 2 * _PAD
-    flat = n.reshape(-1)
-    idx = np.flatnonzero((flat > 0) & (flat <= _BAND))
-    image, within = np.divmod(idx, h * w)
-    # position in the bordered layout: the image's block, then (y + 4) * wp + x + 4
-    band = image * (hp * wp) + within + (within // w) * (2 * _PAD) + (_PAD * wp + _PAD)
+    bands = []
+    for b in range(batch):
+        if not masks[b].any():
+            n[b] = last  # no GT pixel: its weighted F-measure is 0 by definition
+            continue
+        d2 = _transform(masks[b]).astype(np.float32, copy=False)
+        np.multiply(d2, d2, out=d2)
+        cv2.inRange(d2, 0.5, _BAND + 0.5, dst=near)  # 0 < D^2 <= 18
+        points = cv2.findNonZero(near)  # (x, y), row by row
+        if points is not None:
+            x, y = points[:, 0, 0].astype(np.int64), points[:, 0, 1].astype(np.int64)
+            # position in the bordered layout: the image's block, then (y + 4) * wp + x + 4
+            bands.append(b * (hp * wp) + (y + _PAD) * wp + (x + _PAD))
+        np.minimum(d2, last, out=d2)
+        n[b] = np.rint(d2, out=d2)
+    band = np.concatenate(bands) if bands else np.zeros(0, dtype=np.int64)
+    image, rest = np.divmod(band, hp * wp)
+    y, x = np.divmod(rest, wp)
+    n_band = np.take(n.reshape(-1), image * (h * w) + (y - _PAD) * w + (x - _PAD))
     offsets = _band_offsets()
     steps = offsets[:, :, 0] * wp + offsets[:, :, 1]  # [19, 8] flat steps for this width
-    candidates = band[:, None] + steps[flat[idx]]
+    candidates = band[:, None] + np.take(steps, n_band, axis=0)
     bordered = np.pad(masks, ((0, 0), (_PAD, _PAD), (_PAD, _PAD))).reshape(-1)
-    first = bordered[candidates].argmax(1)  # the first candidate on the GT (the border: off)
-    nearest = candidates[np.arange(idx.size), first]
+    first = np.take(bordered, candidates).argmax(1)  # the first candidate on the GT
+    nearest = np.take_along_axis(candidates, first[:, None], 1)[:, 0]
     rows, cols = np.flatnonzero(masks.any((0, 2))), np.flatnonzero(masks.any((0, 1)))
     box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1) if rows.size else None
-    np.minimum(n, _weight_table().size - 1, out=n)
     return GTGeometry(weight_index=n, band=band, nearest=nearest, box=box)
 
 
@@ -197,25 +222,50 @@ def gt_geometry_async(gt: torch.Tensor) -> Callable[[], GTGeometry]:
     return _executor.submit(gt_geometry, masks).result
 
 
-def _blurred(
-    bordered: torch.Tensor, kernel: torch.Tensor, box: tuple[int, int, int, int]
+def _strip_rows(batch: int, width: int) -> int:
+    """Rows per strip of the blur: its float64 scratch stays within about 512 KB (cache)."""
+    return max(8, (1 << 16) // max(batch * width, 1) - 2 * _RADIUS)
+
+
+def _blurred_min_sum(
+    bordered: torch.Tensor,
+    g: torch.Tensor,
+    kernel: torch.Tensor,
+    box: tuple[int, int, int, int],
+    workspace: Workspace,
 ) -> torch.Tensor:
-    """Rows ``r0:r1`` and columns ``c0:c1`` (``box``) of the map inside ``bordered`` ([B, h + 8,
-    w + 8], zero border of 4) filtered with ``outer(kernel, kernel)``: scipy ``convolve`` with
-    ``mode='constant'`` (zero padding) of the map; the kernel is symmetric, so correlation and
-    convolution agree."""
+    """``sum over the GT of min(EA, Et)`` [B]: ``EA`` is the map inside ``bordered`` ([B, h + 8,
+    w + 8], zero border of 4) filtered with ``outer(kernel, kernel)`` (scipy ``convolve``,
+    ``mode='constant'``; the kernel is symmetric, so correlation and convolution agree) over the
+    GT's bounding ``box``, ``Et`` the map itself, ``g`` the GT (float64 [B, h, w]).
+
+    Computed in strips of rows so that the intermediate maps stay in cache (two 7-tap passes
+    over a whole float64 map would stream it from memory 28 times)."""
     r, (r0, r1, c0, c1) = _RADIUS, box
-    h, w = r1 - r0, c1 - c0
-    src = bordered[:, _PAD + r0 - r : _PAD + r1 + r, _PAD + c0 - r : _PAD + c1 + r]
-    rows = src[:, :, r : r + w] * kernel[r]
-    for i in range(r):
-        rows.add_(src[:, :, i : i + w], alpha=float(kernel[i]))
-        rows.add_(src[:, :, 2 * r - i : 2 * r - i + w], alpha=float(kernel[i]))
-    out = rows[:, r : r + h] * kernel[r]
-    for i in range(r):
-        out.add_(rows[:, i : i + h], alpha=float(kernel[i]))
-        out.add_(rows[:, 2 * r - i : 2 * r - i + h], alpha=float(kernel[i]))
-    return out
+    batch, width, device = bordered.shape[0], c1 - c0, bordered.device
+    step = _strip_rows(batch, width)
+    rows = workspace.get("blur_rows", (batch, step + 2 * r, width), bordered.dtype, device)
+    out = workspace.get("blur_out", (batch, step, width), bordered.dtype, device)
+    weights = [float(k) for k in kernel]
+    total = torch.zeros(batch, dtype=bordered.dtype, device=device)
+    for y0 in range(r0, r1, step):
+        y1 = min(y0 + step, r1)
+        n_rows = y1 - y0
+        src = bordered[:, _PAD + y0 - r : _PAD + y1 + r, _PAD + c0 - r : _PAD + c1 + r]
+        h_pass = rows[:, : n_rows + 2 * r]
+        torch.mul(src[:, :, r : r + width], weights[r], out=h_pass)
+        for i in range(r):
+            h_pass.add_(src[:, :, i : i + width], alpha=weights[i])
+            h_pass.add_(src[:, :, 2 * r - i : 2 * r - i + width], alpha=weights[i])
+        v_pass = out[:, :n_rows]
+        torch.mul(h_pass[:, r : r + n_rows], weights[r], out=v_pass)
+        for i in range(r):
+            v_pass.add_(h_pass[:, i : i + n_rows], alpha=weights[i])
+            v_pass.add_(h_pass[:, 2 * r - i : 2 * r - i + n_rows], alpha=weights[i])
+        inner = bordered[:, _PAD + y0 : _PAD + y1, _PAD + c0 : _PAD + c1]
+        torch.minimum(v_pass, inner, out=v_pass)
+        total += torch.einsum("bhw,bhw->b", v_pass, g[:, y0:y1, c0:c1])
+    return total
 
 
 def weighted_fmeasure(
@@ -226,40 +276,48 @@ def weighted_fmeasure(
     g: torch.Tensor | None = None,
     pg: torch.Tensor | None = None,
     geometry: GTGeometry | Callable[[], GTGeometry] | None = None,
+    workspace: Workspace | None = None,
+    sums: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Weighted F-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in
     [0, 1]) against boolean GTs ``gt`` [B, h, w]; see the module docstring.
 
     ``g`` (``gt`` as float64), ``pg`` (``norm * g``) and ``geometry`` (:func:`gt_geometry` of
     ``gt``, or the waiting function of :func:`gt_geometry_async`) may be passed when already
-    computed or started.
+    computed or started, and ``sums`` = (sum of ``pg``, GT size), float64 [B]; ``workspace``
+    holds the scratch maps (see :class:`~ssformer.metrics.inputs.Workspace`).
     """
+    ws = Workspace() if workspace is None else workspace
     kernel, weights = _device_tables(norm.device)
     g = gt.to(torch.float64) if g is None else g
     pg = norm * g if pg is None else pg
-    sum_pg = pg.sum((1, 2))
-    n_fg = g.sum((1, 2))
+    sum_pg, n_fg = (pg.sum((1, 2)), g.sum((1, 2))) if sums is None else sums
     if geometry is None:
         geometry = gt_geometry(gt.detach().cpu().numpy())
-    geo = geometry() if callable(geometry) else geometry
     device = norm.device
+    batch, h, w = norm.shape
+    bordered = ws.get("bordered", (batch, h + 2 * _PAD, w + 2 * _PAD), norm.dtype, device)
+    for border in (
+        bordered[:, :_PAD],
+        bordered[:, -_PAD:],
+        bordered[:, :, :_PAD],
+        bordered[:, :, -_PAD:],
+    ):
+        border.zero_()
+    torch.sub(g, pg, out=bordered[:, _PAD:-_PAD, _PAD:-_PAD])  # E = 1 - p on the GT, 0 off it
+    geo = geometry() if callable(geometry) else geometry  # the worker's part, needed from here
     # FPw: sum of p * B off the GT (B = 1 on the GT, where the distance is 0).
     index = torch.from_numpy(geo.weight_index).to(device).view(-1)
-    fp_w = torch.einsum("bhw,bhw->b", norm, weights.index_select(0, index).view(norm.shape))
-    fp_w = fp_w - sum_pg
-    batch, h, w = norm.shape
-    bordered = norm.new_zeros((batch, h + 2 * _PAD, w + 2 * _PAD))
-    bordered[:, _PAD:-_PAD, _PAD:-_PAD].copy_(g).sub_(pg)  # E = 1 - p on the GT
+    b_map = ws.get("weights", (index.numel(),), norm.dtype, device)
+    torch.index_select(weights, 0, index, out=b_map)
+    fp_w = torch.einsum("bhw,bhw->b", norm, b_map.view(norm.shape)) - sum_pg
     if geo.band.size:  # off the GT, near it: the error of the nearest GT pixel
         flat = bordered.view(-1)
         nearest = flat.index_select(0, torch.from_numpy(geo.nearest).to(device))
         flat.index_copy_(0, torch.from_numpy(geo.band).to(device), nearest)
     sum_ew_fg = torch.zeros_like(n_fg)
     if geo.box is not None:
-        r0, r1, c0, c1 = geo.box
-        inner = bordered[:, _PAD + r0 : _PAD + r1, _PAD + c0 : _PAD + c1]
-        min_e = torch.minimum(_blurred(bordered, kernel, geo.box), inner)
-        sum_ew_fg = min_e.mul_(g[:, r0:r1, c0:c1]).sum((1, 2))
+        sum_ew_fg = _blurred_min_sum(bordered, g, kernel, geo.box, ws)
     tp_w = n_fg - sum_ew_fg
     recall = 1.0 - sum_ew_fg / n_fg.clamp(min=1.0)
     precision = tp_w / (tp_w + fp_w + EPS)
