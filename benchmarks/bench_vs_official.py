@@ -17,15 +17,26 @@ Checks (fp32, eval):
 2. an official ``mit_b2`` saved in the ImageNet layout (with a ``head.*`` classifier) loads into
    our ``MiT-B2``; the four stage features match.
 
-Then it times SSFormer-S inference (batch 1) and a training step (batch 2) of both, alternating
-runs on the same threads, and prints the ratios official / ours; ``--compile`` adds our
-inference compiled with ``torch.compile`` (``ssformer val/predict --compile``).
+Then it times SSFormer-S inference at batch 1 (latency) and batch 8 (images per second),
+alternating the candidates run by run on the same threads: the official model (eager, as its
+``test.py``), ours eager (channels-last), ours compiled (``--compile``: ``torch.compile``, as
+``ssformer val/predict --compile``), ours exported to ONNX and run by OpenVINO fp32 and by ONNX
+Runtime fp32 (``ssformer predict --runtime ...``: the same runtime layer, threads set to
+``--threads``); ``--openvino-bf16`` adds OpenVINO in bf16 for reference (not fp32). For each:
+min / median / max of the repeats and the ratio official / candidate (of the medians, and its
+range over the rounds of the alternation), and the exports' max |logits diff| against our torch
+model on the same inputs. Peak memory: each candidate in its own subprocess, the resident set
+size (RSS, from ``/proc/self/status``, so C++ allocations count) after loading and the peak RSS
+above it during one call (``VmHWM`` reset through ``/proc/self/clear_refs`` before the call).
+Then a training step (batch 2) of both.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +48,7 @@ import torch
 from torch import nn
 
 TOLERANCE = 1e-4
+SPEED_TARGET = 2.5  # OpenVINO fp32 against the official eager, batch 1 and batch 8
 OFFICIAL_MODELS = {
     "SSFormer-S": ("models.mit.mit_PLD_b2", "mit_PLD_b2"),
     "SSFormer-L": ("models.mit.mit_PLD_b4", "mit_PLD_b4"),
@@ -204,109 +216,298 @@ def check_backbone_equivalence(repo: Path, workdir: Path, *, size: int = 224) ->
     return max(float((e - g).abs().max()) for e, g in zip(expected, got, strict=True))
 
 
-# ----------------------------------------------------------------------------------- speed
+# ------------------------------------------------------------------------- inference speed
+
+InferenceFn = Callable[[torch.Tensor], torch.Tensor]
+EXPORTED = ("openvino fp32", "onnxruntime fp32", "openvino bf16")
 
 
-def compare_speed(
+def _official_fn(repo: Path) -> InferenceFn:
+    official = import_official(repo, "SSFormer-S")(class_num=1).eval()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # as the official test.py
+            return official(x)
+
+    return run
+
+
+def _ours_fn(model: nn.Module, channels_last: bool = True) -> InferenceFn:
+    model = model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def _compiled_fn() -> InferenceFn:
+    import ssformer
+    from ssformer.engine.compiled import compile_for_inference
+
+    model = ssformer.build_model("SSFormer-S", num_classes=1)
+    compiled = compile_for_inference(model, torch.device("cpu"))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return compiled(x)
+
+    return run
+
+
+def _exported_fn(name: str, onnx: Path, threads: int) -> InferenceFn:
+    """One of :data:`EXPORTED`, run through ssformer's runtime layer (as ``--runtime``)."""
+    from dataclasses import replace
+
+    from ssformer.deploy.runtimes import open_export
+    from ssformer.deploy.sessions import OpenVINOModel
+    from ssformer.deploy.sidecar import read_sidecar
+
+    if name == "openvino bf16":
+        model = OpenVINOModel(onnx, replace(read_sidecar(onnx), precision="bf16"), threads)
+    else:
+        model = open_export(onnx, name.split()[0], threads)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def build_candidates(
+    repo: Path,
+    workdir: Path,
+    *,
+    threads: int,
+    compile_inference: bool = False,
+    exported: tuple[str, ...] = ("openvino fp32", "onnxruntime fp32"),
+) -> tuple[dict[str, InferenceFn], Path | None]:
+    """The inference candidates (name -> function) and the ONNX export of ``ours`` (made in
+    ``workdir`` with ``ssformer export``'s exporter and check, or None without exports)."""
+    import ssformer
+    from ssformer.deploy.runtimes import export_for_runtime
+
+    ours_model = ssformer.build_model("SSFormer-S", num_classes=1).eval()
+    candidates = {"official": _official_fn(repo)}
+    onnx = None
+    if exported:  # ssformer's exporter and its check (1e-4 at two sizes), as the CLI
+        onnx = export_for_runtime(
+            ours_model,
+            "onnxruntime",
+            (352, 352),
+            source="SSFormer-S (random weights)",
+            folder=workdir,
+        ).path
+    candidates["ours eager"] = _ours_fn(ours_model)
+    if compile_inference:
+        candidates["ours compiled"] = _compiled_fn()
+    for name in exported:
+        candidates[name] = _exported_fn(name, onnx, threads)
+    return candidates, onnx
+
+
+def time_batch(
+    candidates: dict[str, InferenceFn],
+    batch: int,
+    *,
+    warmup: int,
+    repeats: int,
+    size: int = 352,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[str, tuple[float, ...]], dict[str, float]]:
+    """Seconds of each run of each candidate (interleaved), and each export's max |logits
+    diff| against ``ours eager`` on the same input."""
+    from ssformer.benchmark import time_interleaved
+
+    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+    fns = {name: (lambda fn=fn: fn(x)) for name, fn in candidates.items()}
+    timings = time_interleaved(
+        fns, device=torch.device("cpu"), warmup=max(1, warmup), repeats=repeats, clock=clock
+    )
+    reference = candidates["ours eager"](x)
+    diffs = {
+        name: float((fn(x) - reference).abs().max())
+        for name, fn in candidates.items()
+        if name in EXPORTED
+    }
+    return {name: timing.times for name, timing in timings.items()}, diffs
+
+
+def format_batch(
+    batch: int,
+    times: dict[str, tuple[float, ...]],
+    diffs: dict[str, float],
+    memory: dict[str, dict[str, float]],
+) -> list[str]:
+    """The table of one batch size: spread, images/s, ratio to the official (medians, and
+    its range over the interleaved rounds), parity and peak memory."""
+    official = times["official"]
+    lines = [
+        f"SSFormer-S inference 352x352, batch {batch}, fp32 unless named, {len(official)} "
+        "interleaved rounds (ms per call: min / median / max)",
+        f"  {'candidate':<17} {'min':>7} {'median':>7} {'max':>7} {'img/s':>7}  "
+        f"{'vs official (rounds)':<22} {'|diff| vs ours':>14} {'RSS MB':>7} {'peak MB':>7}",
+    ]
+    for name, values in times.items():
+        median = statistics.median(values)
+        rounds = [o / v for o, v in zip(official, values, strict=True)]
+        ratio = f"x{statistics.median(official) / median:.2f} ({min(rounds):.2f}-{max(rounds):.2f})"
+        diff = f"{diffs[name]:.1e}" if name in diffs else ""
+        mem = memory.get(name, {})
+        loaded, peak = mem.get("loaded_mb"), mem.get(f"batch{batch}_peak_mb")
+        lines.append(
+            f"  {name:<17} {min(values) * 1e3:7.0f} {median * 1e3:7.0f} {max(values) * 1e3:7.0f} "
+            f"{batch / median:7.2f}  {ratio:<22} {diff:>14} "
+            f"{'-' if loaded is None else f'{loaded:.0f}':>7} "
+            f"{'-' if peak is None else f'{peak:.0f}':>7}"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------------- memory
+
+
+def _status_kb(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")  # resets VmHWM (peak RSS) to the current RSS
+
+
+def memory_probe(
+    repo: Path, name: str, onnx: Path | None, batches: list[int], threads: int
+) -> dict[str, float]:
+    """RSS of candidate ``name`` in this (fresh) process, MB above the RSS before it was
+    built: after building (``loaded_mb``) and the peak during one call per batch size (after a
+    warm-up call; ``batch{N}_peak_mb``)."""
+    import ssformer
+
+    base = _status_kb("VmRSS")
+    if name == "official":
+        fn = _official_fn(repo)
+    elif name == "ours eager":
+        fn = _ours_fn(ssformer.build_model("SSFormer-S", num_classes=1))
+    elif name == "ours compiled":
+        fn = _compiled_fn()
+    else:
+        assert onnx is not None
+        fn = _exported_fn(name, onnx, threads)
+    result = {"loaded_mb": (_status_kb("VmRSS") - base) / 1024}
+    for batch in batches:
+        x = torch.randn(batch, 3, 352, 352)
+        fn(x)  # warm-up (OpenVINO and torch.compile compile for the shape here)
+        _reset_peak()
+        fn(x)
+        result[f"batch{batch}_peak_mb"] = (_status_kb("VmHWM") - base) / 1024
+    return result
+
+
+def measure_memory(
+    repo: Path, names: list[str], onnx: Path | None, batches: list[int], threads: int
+) -> dict[str, dict[str, float]]:
+    """:func:`memory_probe` of each candidate, each in its own subprocess."""
+    import subprocess
+
+    found: dict[str, dict[str, float]] = {}
+    for name in names:
+        command = [sys.executable, __file__, "--official-repo", str(repo), "--threads"]
+        command += [str(threads), "--memory-probe", name, "--batches", *map(str, batches)]
+        if onnx is not None:
+            command += ["--probe-onnx", str(onnx)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"memory probe of {name} failed: {done.stderr.strip()[-500:]}")
+            continue
+        found[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+# ------------------------------------------------------------------------------ train step
+
+
+def compare_train(
     repo: Path,
     *,
     warmup: int,
     repeats: int,
     size: int = 352,
-    channels_last: bool = True,
     channels_last_train: bool = False,
-    compile_inference: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Median seconds of official and ours: inference batch 1 and a train step at batch 2.
-
-    ``channels_last`` applies to our inference, ``channels_last_train`` to our train step
-    (on CPUs channels-last did not pay for training in our measurements);
-    ``compile_inference`` adds our inference compiled with ``torch.compile`` (Inductor with
-    freezing; compiled during the warm-up, which is not timed).
-    """
+    """Median seconds of a training step at batch 2: official (its train.py's plain AdamW),
+    ours (fused AdamW, our trainer's) and ours with the official optimizer (the model's own
+    share)."""
     import ssformer
-    from ssformer.benchmark import inference_fn, time_interleaved, train_step_fn
+    from ssformer.benchmark import time_interleaved, train_step_fn
 
     device = torch.device("cpu")
-    cls = import_official(repo, "SSFormer-S")
-    results: dict[str, float] = {}
-
-    official = cls(class_num=1)
-    ours = ssformer.build_model("SSFormer-S", num_classes=1)
-    official.eval()
-
-    def official_inference() -> torch.Tensor:
-        with torch.no_grad():  # as the official test.py
-            return official(x)
-
-    x = torch.randn(1, 3, size, size)
-    ours_inference = inference_fn(
-        ours, batch=1, size=size, device=device, channels_last=channels_last
-    )
-    candidates = {"official": official_inference, "ours": ours_inference}
-    if compile_inference:
-        candidates["ours_compiled"] = inference_fn(
+    official = import_official(repo, "SSFormer-S")(class_num=1)
+    fns = {
+        "official": train_step_fn(
+            official, batch=2, size=size, device=device, fused_optimizer=False
+        ),
+        "ours": train_step_fn(
             ssformer.build_model("SSFormer-S", num_classes=1),
-            batch=1,
+            batch=2,
             size=size,
             device=device,
-            channels_last=True,
-            compile=True,
-        )
+            channels_last=channels_last_train,
+        ),
+        "ours_same_optim": train_step_fn(
+            ssformer.build_model("SSFormer-S", num_classes=1),
+            batch=2,
+            size=size,
+            device=device,
+            channels_last=channels_last_train,
+            fused_optimizer=False,
+        ),
+    }
     timings = time_interleaved(
-        candidates, device=device, warmup=max(warmup, 1), repeats=repeats, clock=clock
+        fns, device=device, warmup=max(1, warmup // 2), repeats=max(3, repeats // 2), clock=clock
     )
-    results["inference_official_s"] = timings["official"].median
-    results["inference_ours_s"] = timings["ours"].median
-    if compile_inference:
-        results["inference_ours_compiled_s"] = timings["ours_compiled"].median
-
-    # Train step: official = its train.py's plain AdamW; ours = fused AdamW (our trainer's).
-    # "ours_same_optim" uses the official optimizer too, to show the model's own share.
-    official_train = train_step_fn(
-        official, batch=2, size=size, device=device, fused_optimizer=False
-    )
-    ours_train = train_step_fn(
-        ssformer.build_model("SSFormer-S", num_classes=1),
-        batch=2,
-        size=size,
-        device=device,
-        channels_last=channels_last_train,
-    )
-    ours_same = train_step_fn(
-        ssformer.build_model("SSFormer-S", num_classes=1),
-        batch=2,
-        size=size,
-        device=device,
-        channels_last=channels_last_train,
-        fused_optimizer=False,
-    )
-    timings = time_interleaved(
-        {"official": official_train, "ours": ours_train, "ours_same_optim": ours_same},
-        device=device,
-        warmup=max(1, warmup // 2),
-        repeats=max(3, repeats // 2),
-        clock=clock,
-    )
-    results["train_official_s"] = timings["official"].median
-    results["train_ours_s"] = timings["ours"].median
-    results["train_ours_same_optim_s"] = timings["ours_same_optim"].median
-    return results
+    return {name: timing.median for name, timing in timings.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+# ------------------------------------------------------------------------------------ main
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official-repo", type=Path, required=True, help="official checkout")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="rounds at batch 1")
+    parser.add_argument("--repeats-batch8", type=int, default=None, help="default: repeats / 2")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--skip-large", action="store_true", help="skip the SSFormer-L check")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--no-channels-last", action="store_true", help="ours: NCHW inference")
+    parser.add_argument("--skip-train", action="store_true", help="inference only")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory subprocesses")
     parser.add_argument("--train-channels-last", action="store_true", help="ours: CL training")
     parser.add_argument(
         "--compile", action="store_true", help="also time our inference under torch.compile"
+    )
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        choices=("openvino", "onnxruntime"),
+        default=["openvino", "onnxruntime"],
+        help="exported runtimes to time (fp32); none: --runtimes with no value",
+    )
+    parser.add_argument(
+        "--openvino-bf16", action="store_true", help="also OpenVINO in bf16 (for reference)"
     )
     parser.add_argument(
         "--clock",
@@ -314,11 +515,12 @@ def main(argv: list[str] | None = None) -> int:
         default="wall",
         help="process: CPU time of this process (use with --threads 1 on a shared machine)",
     )
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, fp32, {args.clock} clock")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-onnx", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
+
+def check_equivalence(args: argparse.Namespace) -> bool:
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -330,37 +532,90 @@ def main(argv: list[str] | None = None) -> int:
         diff = check_backbone_equivalence(args.official_repo, workdir)
         ok &= diff <= TOLERANCE
         print(f"MiT-B2 ImageNet file: max |feature diff| vs official = {diff:.2e}")
+    return ok
 
-    if not args.skip_speed:
-        speed = compare_speed(
+
+def run_inference(args: argparse.Namespace, clock: Callable[[], float]) -> bool:
+    """The inference tables; whether OpenVINO fp32 met the target (x2.5, 1e-4) everywhere."""
+    exported = tuple(f"{runtime} fp32" for runtime in args.runtimes)
+    exported += ("openvino bf16",) if args.openvino_bf16 else ()
+    met = True
+    with tempfile.TemporaryDirectory() as tmp:
+        candidates, onnx = build_candidates(
             args.official_repo,
-            warmup=args.warmup,
-            repeats=args.repeats,
-            channels_last=not args.no_channels_last,
-            channels_last_train=args.train_channels_last,
+            Path(tmp),
+            threads=args.threads,
             compile_inference=args.compile,
-            clock=time.process_time if args.clock == "process" else time.perf_counter,
+            exported=exported,
         )
-        inference_ratio = speed["inference_official_s"] / speed["inference_ours_s"]
-        train_ratio = speed["train_official_s"] / speed["train_ours_s"]
-        print(
-            f"SSFormer-S inference 352x352 batch 1: official {speed['inference_official_s'] * 1e3:.1f} ms, "
-            f"ours {speed['inference_ours_s'] * 1e3:.1f} ms, speed-up x{inference_ratio:.2f} (target 1.5)"
-        )
-        if "inference_ours_compiled_s" in speed:
-            compiled_ratio = speed["inference_official_s"] / speed["inference_ours_compiled_s"]
-            print(
-                f"SSFormer-S inference 352x352 batch 1, ours compiled (torch.compile, freezing): "
-                f"{speed['inference_ours_compiled_s'] * 1e3:.1f} ms, speed-up "
-                f"x{compiled_ratio:.2f} (target 1.5)"
+        results = {}
+        for batch in args.batches:
+            repeats = (
+                args.repeats if batch == 1 else args.repeats_batch8 or max(3, args.repeats // 2)
             )
-        same_ratio = speed["train_official_s"] / speed["train_ours_same_optim_s"]
+            results[batch] = time_batch(
+                candidates,
+                batch,
+                warmup=args.warmup if batch == 1 else 1,
+                repeats=repeats,
+                clock=clock,
+            )
+        names = list(candidates)
+        del candidates
+        memory = {}
+        if not args.skip_memory:
+            memory = measure_memory(args.official_repo, names, onnx, args.batches, args.threads)
+    for batch, (times, diffs) in results.items():
+        print("\n".join(format_batch(batch, times, diffs, memory)))
+        if "openvino fp32" in times:
+            ratio = statistics.median(times["official"]) / statistics.median(times["openvino fp32"])
+            ok = ratio >= SPEED_TARGET and diffs["openvino fp32"] <= TOLERANCE
+            met &= ok
+            print(
+                f"  target OpenVINO fp32 >= x{SPEED_TARGET} the official, logits within "
+                f"{TOLERANCE:g}: {'met' if ok else 'NOT met'} (x{ratio:.2f}, "
+                f"{diffs['openvino fp32']:.1e})"
+            )
+    if memory:
         print(
-            f"SSFormer-S train step 352x352 batch 2: official {speed['train_official_s'] * 1e3:.1f} ms, "
-            f"ours {speed['train_ours_s'] * 1e3:.1f} ms, speed-up x{train_ratio:.2f} (target 1.2); "
-            f"ours with the official (unfused) AdamW {speed['train_ours_same_optim_s'] * 1e3:.1f} ms, "
-            f"x{same_ratio:.2f}"
+            "  RSS MB: resident set after building the candidate, peak MB: peak RSS during one "
+            "call (after a warm-up call), both above the process's RSS before building it; each "
+            "candidate in its own process (/proc/self/status VmRSS / VmHWM)"
         )
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    if args.memory_probe is not None:
+        probe = memory_probe(
+            args.official_repo, args.memory_probe, args.probe_onnx, args.batches, args.threads
+        )
+        print(json.dumps(probe))
+        return 0
+    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.clock} clock")
+    ok = check_equivalence(args)
+    if not args.skip_speed:
+        run_inference(args, clock)
+        if not args.skip_train:
+            speed = compare_train(
+                args.official_repo,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                channels_last_train=args.train_channels_last,
+                clock=clock,
+            )
+            train_ratio = speed["official"] / speed["ours"]
+            same_ratio = speed["official"] / speed["ours_same_optim"]
+            print(
+                f"SSFormer-S train step 352x352 batch 2: official {speed['official'] * 1e3:.1f} "
+                f"ms, ours {speed['ours'] * 1e3:.1f} ms, speed-up x{train_ratio:.2f} (target "
+                f"1.2); ours with the official (unfused) AdamW "
+                f"{speed['ours_same_optim'] * 1e3:.1f} ms, x{same_ratio:.2f}"
+            )
     print("equivalence: OK" if ok else "equivalence: FAILED")
     return 0 if ok else 1
 

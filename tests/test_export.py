@@ -90,6 +90,19 @@ def test_exports_match_torch_at_other_batches_and_sizes(
         assert max_logit_difference(model, lambda x: session(x) * 1.01, inputs) > FP32_LIMIT
 
 
+@pytest.mark.slow
+def test_bench_times_an_export(
+    exported: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "--weights", str(exported["onnx"]), "--size", str(SIZE), "--warmup", "0"]
+    assert main([*args, "--repeats", "1", "--runtime", "openvino", "onnxruntime"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [row for row in rows if row and row[0] == "inference"]
+    assert [(row[2], row[-1]) for row in rows] == [("fp32", "openvino"), ("fp32", "onnxruntime")]
+    assert all(float(row[5]) > 0 for row in rows)
+    assert main([*args, "--runtime", "torch"]) == 2  # an export is not a checkpoint
+
+
 def _frames(path: Path) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = []

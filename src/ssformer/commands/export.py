@@ -99,7 +99,7 @@ def describe_export(result: ExportResult, weights: Path) -> str:
     if info.file_format == "openvino":
         computed += f", INFERENCE_PRECISION_HINT={hint}"
     probability = "sigmoid(logits[:, 0])" if info.num_classes == 1 else "softmax channel 1"
-    limit = f" (limit {check['limit']:g})" if check.get("limit") else " (stated, no limit)"
+    limit = f" (limit {check['limit']:.0e})" if check.get("limit") else " (stated, no limit)"
     inputs = ", ".join("x".join(str(d) for d in shape) for shape in check["inputs"])
     lines = [
         f"exported {info.model} {info.backbone} from {weights} to {result.path}{extra} "

@@ -92,11 +92,13 @@ def export_for_runtime(
     source: str,
     threads: int | None = None,
     echo: Callable[[str], None] | None = print,
+    folder: Path | None = None,
 ) -> ExportedModel:
-    """``model`` exported to ONNX in a temporary folder (removed with the returned model),
-    checked against torch (fp32, 1e-4) and run by ``runtime``."""
-    folder = tempfile.TemporaryDirectory(prefix="ssformer-export-")
-    path = Path(folder.name) / "model.onnx"
+    """``model`` exported to ONNX (``folder/model.onnx``; by default in a temporary folder
+    removed with the returned model), checked against torch (fp32, 1e-4) and run by
+    ``runtime``."""
+    workdir = None if folder is not None else tempfile.TemporaryDirectory(prefix="ssformer-")
+    path = Path(folder if folder is not None else workdir.name) / "model.onnx"
     started = time.monotonic()
     dynamic = export_onnx(model, path, image_size)
     info = ExportInfo(
@@ -115,7 +117,7 @@ def export_for_runtime(
     difference = max_logit_difference(model, exported, inputs)
     require_fp32_parity(difference, f"the export of {source}")
     exported.info = replace(info, check=check_record(difference, "torch", inputs, "fp32"))
-    exported._workdir = folder  # type: ignore[attr-defined]  # removed with the model
+    exported._workdir = workdir  # type: ignore[attr-defined]  # removed with the model
     if echo is not None:
         echo(
             f"exported {source} to ONNX for {runtime} in {time.monotonic() - started:.0f} s "
