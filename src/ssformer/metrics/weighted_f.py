@@ -18,8 +18,7 @@ How it is computed here:
   (``cv2.distanceTransform(..., DIST_L2, DIST_MASK_PRECISE)``, float32, on the CPU: it depends on
   the GT only), squared and rounded back to the integer, which is exact for ``D^2 < 2^22``; a map
   with one side of 2048 pixels or more is transformed transposed, one with both that large by
-  scipy. B is then looked up in a
-  table of PySODMetrics' own float64 values ``2 - exp(log(0.5) / 5 * sqrt(n))``; from
+  scipy. B is then looked up in a table of PySODMetrics' own float64 values ``2 - exp(log(0.5) / 5 * sqrt(n))``; from
   ``n = 70226`` (D > 265) on that value is exactly 2.0, so larger distances need no precision.
 - ``Et`` is needed only within the kernel's reach of G (Chebyshev distance <= 3, so D^2 <= 18).
   There the nearest GT pixel is found among the offsets ``(dy, dx)`` with ``dy^2 + dx^2 = D^2``
@@ -27,7 +26,11 @@ How it is computed here:
   Maurer transform keeps the first of equidistant features along each axis), which reproduces
   its indices exactly.
 - The Gaussian is separable (its 2-D table is the outer product of the 1-D one), so ``EA`` is
-  two 7-tap float64 passes over the bounding box of G (plus 3 pixels), where it is used.
+  two 7-tap float64 passes over the bounding box of G, in strips of rows that stay in cache,
+  each strip reduced at once to ``sum(min(EA, E) on G)``.
+- The GT-only part (distances, the nearest-GT indices, the box: :func:`gt_geometry`) runs in
+  numpy and OpenCV on a worker thread (:func:`gt_geometry_async`) while the caller computes
+  the other metrics.
 """
 
 from __future__ import annotations
