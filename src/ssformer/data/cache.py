@@ -68,7 +68,7 @@ def load_resized_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode a pair and resize it to ``size``: ``(uint8 [h,w,3], uint8 [h,w] 0..255)``."""
     image = decode_image(image_path, size)
-    mask = decode_mask(mask_path, size)
+    mask = decode_mask(mask_path)  # masks decode in full (no draft)
     if image.shape[:2] != mask.shape[:2]:
         # A draft decode may reduce the two files differently; decode both in full.
         image, mask = decode_image(image_path), decode_mask(mask_path)

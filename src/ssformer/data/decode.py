@@ -159,17 +159,15 @@ def _binary(values: np.ndarray) -> np.ndarray:
     return np.where(values > 128, 255, 0).astype(np.uint8)
 
 
-def decode_mask_grey(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+def decode_mask_grey(path: Path) -> np.ndarray:
     """The mask's grey pixels by the module's rule, uint8 ``[H, W]`` (what the official
-    ``test.py`` and the toolbox binarise). ``draft_size`` is accepted for symmetry with
-    :func:`decode_image` (masks are decoded in full)."""
-    del draft_size
+    ``test.py`` and the toolbox binarise)."""
     return read_mask_grey(path)[0]
 
 
-def decode_mask(path: Path, draft_size: tuple[int, int] | None = None) -> np.ndarray:
+def decode_mask(path: Path) -> np.ndarray:
     """Binary mask as bool ``[H, W]``: grey value > 128 (JPEG masks are not exactly 0/255)."""
-    return decode_mask_grey(path, draft_size) > 128
+    return decode_mask_grey(path) > 128
 
 
 def decode_mask_as_stored(path: Path) -> np.ndarray:
