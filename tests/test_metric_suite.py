@@ -23,7 +23,13 @@ from ssformer.metrics import (
     SegmentationEvaluator,
     squared_distances,
 )
-from ssformer.metrics.weighted_f import _band_offsets, _weight_table, gt_geometry
+from ssformer.metrics.weighted_f import (
+    _band_offsets,
+    _blurred_min_sum_cpu,
+    _blurred_min_sum_torch,
+    _weight_table,
+    gt_geometry,
+)
 
 TOL = 1e-6
 SUITE = (
@@ -290,6 +296,38 @@ def test_nearest_gt_pixel_is_scipys_feature_transform() -> None:
         d2 = distance_transform_edt(~mask) ** 2
         reach = (d2 > 0) & (d2 <= 18.5)
         assert geometry.band.size == int(reach.sum())
+
+
+def test_blur_of_other_devices_equals_the_cpu_one_and_scipys() -> None:
+    """The blur that CUDA uses (two 1-D torch convolutions), run here on the CPU, and the CPU's
+    OpenCV one both give scipy's 7x7 ``convolve`` (``mode='constant'``) summed over the GT."""
+    from scipy.ndimage import convolve
+
+    rng = np.random.default_rng(5)
+    x = np.arange(-3, 4, dtype=np.float64)
+    kernel = np.outer(np.exp(-(x * x) / 50), np.exp(-(x * x) / 50))
+    kernel /= kernel.sum()
+    for mask in random_masks()[:20]:
+        h, w = mask.shape
+        values = rng.random((2, h, w))
+        bordered = torch.zeros(2, h + 8, w + 8, dtype=torch.float64)
+        bordered[:, 4:-4, 4:-4] = torch.from_numpy(values)
+        masks = torch.from_numpy(np.stack([mask, mask[::-1].copy()]))
+        rows, cols = (
+            np.flatnonzero(masks.numpy().any((0, 2))),
+            np.flatnonzero(masks.numpy().any((0, 1))),
+        )
+        box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        expected = [
+            np.minimum(convolve(values[b], kernel, mode="constant"), values[b])[
+                masks[b].numpy()
+            ].sum()
+            for b in range(2)
+        ]
+        np.testing.assert_allclose(_blurred_min_sum_cpu(bordered, masks, box), expected, rtol=1e-12)
+        np.testing.assert_allclose(
+            _blurred_min_sum_torch(bordered, masks, box), expected, rtol=1e-12
+        )
 
 
 def test_band_offsets_cover_each_squared_distance() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ from ssformer.metrics.thresholds import (
     official_values,
     saved_histograms,
 )
-from ssformer.metrics.weighted_f import GTGeometry, gt_geometry_async, weighted_fmeasure
+from ssformer.metrics.weighted_f import gt_geometry_async, weighted_fmeasure_async
 
 __all__ = ["CURVE_NAMES", "SegmentationEvaluator", "evaluate_pairs"]
 
@@ -61,6 +63,15 @@ _MAP_METRICS = (
 )
 # Per-image values that are means over images (returned by update; max-of-curve ones are not).
 _IMAGE_MEANS = tuple(k for k in PER_IMAGE_METRICS if k not in ("E_phi_max", "Fm_max"))
+
+
+class _SharedMaps(NamedTuple):
+    """What several map metrics read: ``p * G``, the row sums of p and of ``p * G``, |G|."""
+
+    pg: torch.Tensor
+    p_rows: torch.Tensor
+    pg_rows: torch.Tensor
+    n_gt: torch.Tensor
 
 
 def _count(mask: torch.Tensor) -> torch.Tensor:
@@ -89,26 +100,27 @@ def _curve_values(
     return values, curves
 
 
+def _shared_maps(norm: torch.Tensor, gt: torch.Tensor, ws: Workspace) -> _SharedMaps:
+    pg = torch.mul(norm, gt, out=ws.get("pg", norm.shape, norm.dtype, norm.device))
+    n_gt = _count(gt).to(norm.dtype)
+    return _SharedMaps(pg, norm.sum(2), pg.sum(2), n_gt)
+
+
 def _map_values(
     norm: torch.Tensor,
     gt: torch.Tensor,
+    shared: _SharedMaps,
     wanted: set[str],
-    geometry: Callable[[], GTGeometry] | None,
     ws: Workspace,
 ) -> dict[str, np.ndarray]:
-    """S-measure, weighted F, MAE and the adaptive E/F values [B] of normalised maps
-    (``geometry``: the GT-only part of ``Fw_beta``, started already)."""
+    """S-measure, MAE and the adaptive E/F values [B] of normalised maps."""
     batch, h, w = norm.shape
     n_pixels = h * w
-    g = ws.get("g", norm.shape, norm.dtype, norm.device).copy_(gt.view(torch.uint8))
-    pg = torch.mul(norm, g, out=ws.get("pg", norm.shape, norm.dtype, norm.device))
+    pg, p_rows, pg_rows, n_gt = shared
     values: dict[str, torch.Tensor | np.ndarray] = {}
-    p_rows, pg_rows = norm.sum(2), pg.sum(2)  # shared with the S-measure's quadrant sums
     if "S_alpha" in wanted:
-        values["S_alpha"] = s_measure(
-            norm, gt, g=g, pg=pg, workspace=ws, row_sums=(p_rows, pg_rows)
-        )
-    sum_p, sum_pg, n_gt = p_rows.sum(1), pg_rows.sum(1), g.sum((1, 2))  # n_gt: exact
+        values["S_alpha"] = s_measure(norm, gt, pg=pg, workspace=ws, row_sums=(p_rows, pg_rows))
+    sum_p, sum_pg = p_rows.sum(1), pg_rows.sum(1)
     if "MAE" in wanted:  # sum |p - G| = sum of p off G + sum of (1 - p) on G
         values["MAE"] = ((sum_p - sum_pg) + (n_gt - sum_pg)) / n_pixels
     if wanted & _ADAPTIVE_METRICS:
@@ -124,10 +136,6 @@ def _map_values(
         n_gt_np = n_gt.cpu().numpy().astype(np.int64)
         values["E_phi_adp"] = emeasure_at(tp, pred_fg, n_gt_np, n_pixels)
         values["Fm_adp"] = fmeasure_at(tp, pred_fg, n_gt_np)
-    if "Fw_beta" in wanted:  # last: the distance transform ran meanwhile
-        values["Fw_beta"] = weighted_fmeasure(
-            norm, gt, g=g, pg=pg, geometry=geometry, workspace=ws, sums=(sum_pg, n_gt)
-        )
     return {
         k: v.cpu().numpy() if isinstance(v, torch.Tensor) else v
         for k, v in values.items()
@@ -200,8 +208,8 @@ class SegmentationEvaluator:
             was called. Named metrics whose inputs were never fed raise :class:`DataError`.
         threads: torch intra-op threads for the updates' CPU work, set around each update and
             restored after (``None``: torch's setting as it is). The default 1 leaves the other
-            core(s) to the worker thread that computes the GT's distance transform for
-            ``Fw_beta`` meanwhile; the maps are streamed once per pass, so more threads gain
+            core(s) to the worker thread that computes ``Fw_beta`` (the GT's distance
+            transform, the blur) meanwhile; the maps are streamed once per pass, so more threads gain
             little, and on a busy machine OpenMP threads that lose their core stall every
             operation (measured: several times slower). CUDA tensors are unaffected.
     """
@@ -307,7 +315,7 @@ class SegmentationEvaluator:
         wanted = self._wanted
         if saved is not None:  # im2double, then mapminmax, as the toolbox and PySODMetrics
             p, lo, hi = prepare_prob(saved)
-        # the GT-only part of Fw_beta (distance transform, ...) runs in a worker thread meanwhile
+        # the GT-only part of Fw_beta (distance transform, ...) starts in a worker thread
         geometry = gt_geometry_async(gt) if "Fw_beta" in wanted else None
         offset, divisor = minmax_affine(lo, hi)
         norm = None
@@ -316,22 +324,52 @@ class SegmentationEvaluator:
             norm = normalize_batch(
                 p, offset, divisor, ws.get("norm", p.shape, torch.float64, p.device)
             )
+        weighted_f: Callable[[], torch.Tensor] | None = None
+        try:
+            values: dict[str, np.ndarray] = {}
+            if norm is not None:
+                shared = _shared_maps(norm, gt, ws)
+                if geometry is not None:  # the rest of Fw_beta follows it there (on the CPU)
+                    sums = (shared.pg_rows.sum(1), shared.n_gt)
+                    weighted_f = weighted_fmeasure_async(norm, gt, shared.pg, sums, geometry, ws)
+                values.update(_map_values(norm, gt, shared, wanted, ws))
+            values.update(self._curve_metrics(p, offset, divisor, gt, saved, norm))
+            if weighted_f is not None:
+                values["Fw_beta"] = weighted_f().cpu().numpy()
+        except BaseException:
+            for pending in (geometry, weighted_f):  # the worker's buffers must be free again
+                if pending is not None:
+                    with contextlib.suppress(Exception):
+                        pending()
+            raise
+        return values
+
+    def _curve_metrics(
+        self,
+        p: torch.Tensor,
+        offset: torch.Tensor,
+        divisor: torch.Tensor,
+        gt: torch.Tensor,
+        saved: torch.Tensor | None,
+        norm: torch.Tensor | None,
+    ) -> dict[str, np.ndarray]:
+        """The threshold metrics' values [B]; their curves are added to the dataset sums."""
+        wanted, ws = self._wanted, self._workspace
         values: dict[str, np.ndarray] = {}
-        if wanted & (_DICE_METRICS | _EM_CURVE_METRICS | _FM_CURVE_METRICS):
-            if saved is not None:
-                em_hist, thr_hist = saved_histograms(saved, norm, gt)
-            elif norm is not None and not wanted & _DICE_METRICS:  # no PraNet thresholds
-                em_hist = thr_hist = em_histograms(norm, gt, ws)
-            else:
-                em_hist, thr_hist = histograms(p, gt, offset, divisor)
-            n_pixels = p.shape[1] * p.shape[2]
-            curve_values, curves = _curve_values(em_hist, thr_hist, n_pixels, wanted)
-            values.update(curve_values)
-            for name, curve in curves.items():
-                total = self._curve_sums.get(name, 0.0)
-                self._curve_sums[name] = total + curve.sum(0)
-        if norm is not None:
-            values.update(_map_values(norm, gt, wanted, geometry, ws))
+        if not wanted & (_DICE_METRICS | _EM_CURVE_METRICS | _FM_CURVE_METRICS):
+            return values
+        if saved is not None:
+            em_hist, thr_hist = saved_histograms(saved, norm, gt)
+        elif norm is not None and not wanted & _DICE_METRICS:  # no PraNet thresholds
+            em_hist = thr_hist = em_histograms(norm, gt, ws)
+        else:
+            em_hist, thr_hist = histograms(p, gt, offset, divisor)
+        n_pixels = p.shape[1] * p.shape[2]
+        curve_values, curves = _curve_values(em_hist, thr_hist, n_pixels, wanted)
+        values.update(curve_values)
+        for name, curve in curves.items():
+            total = self._curve_sums.get(name, 0.0)
+            self._curve_sums[name] = total + curve.sum(0)
         return values
 
     @torch.no_grad()

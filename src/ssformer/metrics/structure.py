@@ -44,15 +44,16 @@ __all__ = ["s_measure"]
 _SMALL_VARIANCE = 1e-8
 
 
-def _centroid(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cy, cx, n_fg [B] int64, row sums [B, h]) of GTs ``g`` (float64 0/1): PySODMetrics'
-    rounded centroid plus one, the GT size and the foreground pixels per row."""
-    _, h, w = g.shape
-    rows = g.sum(2)  # [B, h] foreground pixels per row (integers, exact in float64)
-    cols = g.sum(1)  # [B, w]
+def _centroid(gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cy, cx, n_fg [B] int64, row sums [B, h] float64) of boolean GTs: PySODMetrics' rounded
+    centroid plus one, the GT size and the foreground pixels per row."""
+    _, h, w = gt.shape
+    counts = gt.view(torch.uint8)
+    rows = counts.sum(2, dtype=torch.float64)  # [B, h] integers, exact in float64
+    cols = counts.sum(1, dtype=torch.float64)  # [B, w]
     n_fg = rows.sum(1)
-    row_index = torch.arange(h, device=g.device, dtype=torch.float64)
-    col_index = torch.arange(w, device=g.device, dtype=torch.float64)
+    row_index = torch.arange(h, device=gt.device, dtype=torch.float64)
+    col_index = torch.arange(w, device=gt.device, dtype=torch.float64)
     # Integer sums are exact; their float64 quotient is numpy's mean of argwhere (exact sums).
     count = n_fg.clamp(min=1.0)
     cy = torch.round((rows * row_index).sum(1) / count).to(torch.int64) + 1
@@ -65,15 +66,16 @@ def _quadrant_sums(
     cy: torch.Tensor,
     cx: list[int],
 ) -> list[torch.Tensor]:
-    """Sums of each [B, h, w] quantity (with its row sums [B, h], if known) over the four
-    quadrants of each image: [B, 2, 2] (top/bottom x left/right) per quantity. Two reductions
-    per quantity and image: the rows' sums left of ``cx`` and the rows' totals."""
+    """Sums (float64) of each [B, h, w] quantity (with its float64 row sums [B, h], if known)
+    over the four quadrants of each image: [B, 2, 2] (top/bottom x left/right) per quantity.
+    Two reductions per quantity and image: the rows' sums left of ``cx`` and the rows'
+    totals."""
     h = quantities[0][0].shape[1]
     top = (torch.arange(h, device=cy.device)[None, :] < cy[:, None]).to(torch.float64)
     sums = []
     for q, totals in quantities:
-        totals = q.sum(2) if totals is None else totals
-        left = torch.stack([q[b, :, :x0].sum(1) for b, x0 in enumerate(cx)])  # [B, h]
+        totals = q.sum(2, dtype=torch.float64) if totals is None else totals
+        left = torch.stack([q[b, :, :x0].sum(1, dtype=torch.float64) for b, x0 in enumerate(cx)])
         right = totals - left
         parts = [(left * top).sum(1), (right * top).sum(1)]
         parts += [left.sum(1) - parts[0], right.sum(1) - parts[1]]
@@ -107,7 +109,7 @@ def _constant_gt_scores(
 
 def _region(
     norm: torch.Tensor,
-    g: torch.Tensor,
+    gt: torch.Tensor,
     pg: torch.Tensor,
     cy: torch.Tensor,
     cx: torch.Tensor,
@@ -121,7 +123,9 @@ def _region(
     p2 = torch.mul(norm, norm, out=workspace.get("p2", norm.shape, norm.dtype, norm.device))
     cy_list, cx_list = cy.tolist(), cx.tolist()
     s_p, s_p2, s_pg, s_g = _quadrant_sums(
-        [(norm, row_sums[0]), (p2, None), (pg, row_sums[1]), (g, g_rows)], cy, cx_list
+        [(norm, row_sums[0]), (p2, None), (pg, row_sums[1]), (gt.view(torch.uint8), g_rows)],
+        cy,
+        cx_list,
     )
     heights = torch.stack([cy, h - cy], dim=1).to(torch.float64)
     widths = torch.stack([cx, w - cx], dim=1).to(torch.float64)
@@ -185,7 +189,6 @@ def s_measure(
     gt: torch.Tensor,
     alpha: float = 0.5,
     *,
-    g: torch.Tensor | None = None,
     pg: torch.Tensor | None = None,
     workspace: Workspace | None = None,
     row_sums: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -193,19 +196,18 @@ def s_measure(
     """S-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in [0, 1]) against
     boolean GTs ``gt`` [B, h, w]; see the module docstring for the conventions.
 
-    ``g`` (``gt`` as float64) and ``pg`` (``norm * g``) may be passed when already computed,
-    and ``row_sums`` = (``norm.sum(2)``, ``pg.sum(2)``); ``workspace`` holds the scratch maps
+    ``pg`` (``norm * gt``) may be passed when already computed, and ``row_sums`` =
+    (``norm.sum(2)``, ``pg.sum(2)``); ``workspace`` holds the scratch maps
     (see :class:`~ssformer.metrics.inputs.Workspace`).
     """
     _, h, w = norm.shape
     n_pixels = float(h * w)
-    g = gt.to(torch.float64) if g is None else g
-    pg = norm * g if pg is None else pg
-    cy, cx, n_fg, g_rows = _centroid(g)
+    pg = norm * gt if pg is None else pg
+    cy, cx, n_fg, g_rows = _centroid(gt)
     mixed = (n_fg > 0) & (n_fg < h * w)
     ws = Workspace() if workspace is None else workspace
     known = (None, None) if row_sums is None else row_sums
-    region, sum_p, sum_p2, sum_pg = _region(norm, g, pg, cy, cx, mixed, ws, g_rows, known)
+    region, sum_p, sum_p2, sum_pg = _region(norm, gt, pg, cy, cx, mixed, ws, g_rows, known)
     sum_p2g = torch.einsum("bhw,bhw->b", norm, pg)
     n_fg_f = n_fg.to(torch.float64)
     n_bg_f = n_pixels - n_fg_f

@@ -26,11 +26,11 @@ How it is computed here:
   Maurer transform keeps the first of equidistant features along each axis), which reproduces
   its indices exactly.
 - The Gaussian is separable (its 2-D table is the outer product of the 1-D one), so ``EA`` is
-  two 7-tap float64 passes over the bounding box of G, in strips of rows that stay in cache,
-  each strip reduced at once to ``sum(min(EA, E) on G)``.
+  a separable float64 filter over the bounding box of G: OpenCV's ``sepFilter2D`` on the CPU,
+  two 1-D torch convolutions elsewhere; then ``sum(min(EA, E) on G)``.
 - The GT-only part (distances, the nearest-GT indices, the box: :func:`gt_geometry`) runs in
   numpy and OpenCV on a worker thread (:func:`gt_geometry_async`) while the caller computes
-  the other metrics.
+  the other metrics; on the CPU the rest follows it there (:func:`weighted_fmeasure_async`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ssformer.metrics.conventions import EPS
 from ssformer.metrics.inputs import Workspace
@@ -53,6 +54,7 @@ __all__ = [
     "gt_geometry_async",
     "squared_distances",
     "weighted_fmeasure",
+    "weighted_fmeasure_async",
 ]
 
 _SIGMA = 5.0
@@ -215,91 +217,88 @@ def gt_geometry(masks: np.ndarray) -> GTGeometry:
     return GTGeometry(weight_index=n, band=band, nearest=nearest, box=box)
 
 
+def _worker() -> ThreadPoolExecutor:
+    """The one worker thread (torch with one intra-op thread there: the caller keeps the rest)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="ssformer-wfm",
+            initializer=torch.set_num_threads,
+            initargs=(1,),
+        )
+    return _executor
+
+
 def gt_geometry_async(gt: torch.Tensor) -> Callable[[], GTGeometry]:
     """Start :func:`gt_geometry` of ``gt`` [B, h, w] in a worker thread, overlapping with torch
     work on the caller's thread; returns the function that waits for it."""
-    global _executor
-    masks = gt.detach().cpu().numpy()
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssformer-wfm")
-    return _executor.submit(gt_geometry, masks).result
+    return _worker().submit(gt_geometry, gt.detach().cpu().numpy()).result
 
 
-def _strip_rows(batch: int, width: int) -> int:
-    """Rows per strip of the blur: its float64 scratch stays within about 512 KB (cache)."""
-    return max(8, (1 << 16) // max(batch * width, 1) - 2 * _RADIUS)
+def _box_views(box: tuple[int, int, int, int]) -> tuple[slice, slice, slice, slice]:
+    """(rows, cols) of ``box`` in the bordered layout with the kernel's reach, then without."""
+    r, (r0, r1, c0, c1) = _RADIUS, box
+    return (
+        slice(_PAD + r0 - r, _PAD + r1 + r),
+        slice(_PAD + c0 - r, _PAD + c1 + r),
+        slice(_PAD + r0, _PAD + r1),
+        slice(_PAD + c0, _PAD + c1),
+    )
+
+
+def _blurred_min_sum_cpu(
+    bordered: torch.Tensor, gt: torch.Tensor, box: tuple[int, int, int, int]
+) -> torch.Tensor:
+    """``sum over the GT of min(EA, Et)`` [B] on the CPU: the separable filter is OpenCV's
+    ``sepFilter2D`` in float64 (cache-blocked, SIMD, and it releases the GIL), zero padding
+    outside the reach-extended box (the bordered layout's zeros)."""
+    rows, cols, inner_rows, inner_cols = _box_views(box)
+    kernel = _gaussian_1d()
+    maps, masks = bordered.numpy(), gt.numpy()
+    r, (r0, r1, c0, c1) = _RADIUS, box
+    total = np.zeros(bordered.shape[0], dtype=np.float64)
+    for b in range(bordered.shape[0]):
+        blurred = cv2.sepFilter2D(
+            maps[b, rows, cols], cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_CONSTANT
+        )[r:-r, r:-r]
+        np.minimum(blurred, maps[b, inner_rows, inner_cols], out=blurred)
+        total[b] = np.multiply(blurred, masks[b, r0:r1, c0:c1], out=blurred).sum()
+    return torch.from_numpy(total)
+
+
+def _blurred_min_sum_torch(
+    bordered: torch.Tensor, gt: torch.Tensor, box: tuple[int, int, int, int]
+) -> torch.Tensor:
+    """:func:`_blurred_min_sum_cpu` on any device: two 1-D float64 convolutions."""
+    rows, cols, inner_rows, inner_cols = _box_views(box)
+    kernel, _ = _device_tables(bordered.device)
+    taps = 2 * _RADIUS + 1
+    region = bordered[:, rows, cols][:, None]
+    blurred = F.conv2d(F.conv2d(region, kernel.view(1, 1, 1, taps)), kernel.view(1, 1, taps, 1))
+    blurred = torch.minimum(blurred[:, 0], bordered[:, inner_rows, inner_cols])
+    r0, r1, c0, c1 = box
+    return (blurred * gt[:, r0:r1, c0:c1]).sum((1, 2))
 
 
 def _blurred_min_sum(
-    bordered: torch.Tensor,
-    g: torch.Tensor,
-    kernel: torch.Tensor,
-    box: tuple[int, int, int, int],
-    workspace: Workspace,
+    bordered: torch.Tensor, gt: torch.Tensor, box: tuple[int, int, int, int]
 ) -> torch.Tensor:
     """``sum over the GT of min(EA, Et)`` [B]: ``EA`` is the map inside ``bordered`` ([B, h + 8,
-    w + 8], zero border of 4) filtered with ``outer(kernel, kernel)`` (scipy ``convolve``,
+    w + 8], zero border of 4) filtered with ``outer(k, k)`` (scipy ``convolve``,
     ``mode='constant'``; the kernel is symmetric, so correlation and convolution agree) over the
-    GT's bounding ``box``, ``Et`` the map itself, ``g`` the GT (float64 [B, h, w]).
-
-    Computed in strips of rows so that the intermediate maps stay in cache (two 7-tap passes
-    over a whole float64 map would stream it from memory 28 times)."""
-    r, (r0, r1, c0, c1) = _RADIUS, box
-    batch, width, device = bordered.shape[0], c1 - c0, bordered.device
-    step = _strip_rows(batch, width)
-    rows = workspace.get("blur_rows", (batch, step + 2 * r, width), bordered.dtype, device)
-    out = workspace.get("blur_out", (batch, step, width), bordered.dtype, device)
-    weights = [float(k) for k in kernel]
-    total = torch.zeros(batch, dtype=bordered.dtype, device=device)
-    for y0 in range(r0, r1, step):
-        y1 = min(y0 + step, r1)
-        n_rows = y1 - y0
-        src = bordered[:, _PAD + y0 - r : _PAD + y1 + r, _PAD + c0 - r : _PAD + c1 + r]
-        h_pass = rows[:, : n_rows + 2 * r]
-        torch.mul(src[:, :, r : r + width], weights[r], out=h_pass)
-        for i in range(r):
-            h_pass.add_(src[:, :, i : i + width], alpha=weights[i])
-            h_pass.add_(src[:, :, 2 * r - i : 2 * r - i + width], alpha=weights[i])
-        v_pass = out[:, :n_rows]
-        torch.mul(h_pass[:, r : r + n_rows], weights[r], out=v_pass)
-        for i in range(r):
-            v_pass.add_(h_pass[:, i : i + n_rows], alpha=weights[i])
-            v_pass.add_(h_pass[:, 2 * r - i : 2 * r - i + n_rows], alpha=weights[i])
-        inner = bordered[:, _PAD + y0 : _PAD + y1, _PAD + c0 : _PAD + c1]
-        torch.minimum(v_pass, inner, out=v_pass)
-        total += torch.einsum("bhw,bhw->b", v_pass, g[:, y0:y1, c0:c1])
-    return total
+    GTs' bounding ``box``, ``Et`` the map itself, ``gt`` the GTs (bool [B, h, w])."""
+    if bordered.device.type == "cpu":
+        return _blurred_min_sum_cpu(bordered, gt, box)
+    return _blurred_min_sum_torch(bordered, gt, box)
 
 
-def weighted_fmeasure(
-    norm: torch.Tensor,
-    gt: torch.Tensor,
-    beta2: float = 1.0,
-    *,
-    g: torch.Tensor | None = None,
-    pg: torch.Tensor | None = None,
-    geometry: GTGeometry | Callable[[], GTGeometry] | None = None,
-    workspace: Workspace | None = None,
-    sums: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Weighted F-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in
-    [0, 1]) against boolean GTs ``gt`` [B, h, w]; see the module docstring.
-
-    ``g`` (``gt`` as float64), ``pg`` (``norm * g``) and ``geometry`` (:func:`gt_geometry` of
-    ``gt``, or the waiting function of :func:`gt_geometry_async`) may be passed when already
-    computed or started, and ``sums`` = (sum of ``pg``, GT size), float64 [B]; ``workspace``
-    holds the scratch maps (see :class:`~ssformer.metrics.inputs.Workspace`).
-    """
-    ws = Workspace() if workspace is None else workspace
-    kernel, weights = _device_tables(norm.device)
-    g = gt.to(torch.float64) if g is None else g
-    pg = norm * g if pg is None else pg
-    sum_pg, n_fg = (pg.sum((1, 2)), g.sum((1, 2))) if sums is None else sums
-    if geometry is None:
-        geometry = gt_geometry(gt.detach().cpu().numpy())
-    device = norm.device
-    batch, h, w = norm.shape
-    bordered = ws.get("bordered", (batch, h + 2 * _PAD, w + 2 * _PAD), norm.dtype, device)
+def _bordered_error(gt: torch.Tensor, pg: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+    """``E = |p - G|`` on the GT (``1 - p = G - p G``, ``pg`` = ``p G``), 0 off it, inside a
+    zero border of 4: [B, h + 8, w + 8] (the nearest-GT errors are written into it later)."""
+    batch, h, w = gt.shape
+    shape = (batch, h + 2 * _PAD, w + 2 * _PAD)
+    bordered = workspace.get("bordered", shape, pg.dtype, pg.device)
     for border in (
         bordered[:, :_PAD],
         bordered[:, -_PAD:],
@@ -307,11 +306,28 @@ def weighted_fmeasure(
         bordered[:, :, -_PAD:],
     ):
         border.zero_()
-    torch.sub(g, pg, out=bordered[:, _PAD:-_PAD, _PAD:-_PAD])  # E = 1 - p on the GT, 0 off it
-    geo = geometry() if callable(geometry) else geometry  # the worker's part, needed from here
+    torch.sub(gt.view(torch.uint8), pg, out=bordered[:, _PAD:-_PAD, _PAD:-_PAD])
+    return bordered
+
+
+def _weighted_f_of_error(
+    norm: torch.Tensor,
+    gt: torch.Tensor,
+    bordered: torch.Tensor,
+    sums: tuple[torch.Tensor, torch.Tensor],
+    geometry: GTGeometry | Callable[[], GTGeometry],
+    beta2: float,
+    workspace: Workspace,
+) -> torch.Tensor:
+    """The weighted F-measure [B] from :func:`_bordered_error`'s map and ``sums`` = (sum of
+    ``p G``, GT size), float64 [B]."""
+    _, weights = _device_tables(norm.device)
+    sum_pg, n_fg = sums
+    device = norm.device
+    geo = geometry() if callable(geometry) else geometry
     # FPw: sum of p * B off the GT (B = 1 on the GT, where the distance is 0).
     index = torch.from_numpy(geo.weight_index).to(device).view(-1)
-    b_map = ws.get("weights", (index.numel(),), norm.dtype, device)
+    b_map = workspace.get("weights", (index.numel(),), norm.dtype, device)
     torch.index_select(weights, 0, index, out=b_map)
     fp_w = torch.einsum("bhw,bhw->b", norm, b_map.view(norm.shape)) - sum_pg
     if geo.band.size:  # off the GT, near it: the error of the nearest GT pixel
@@ -320,9 +336,56 @@ def weighted_fmeasure(
         flat.index_copy_(0, torch.from_numpy(geo.band).to(device), nearest)
     sum_ew_fg = torch.zeros_like(n_fg)
     if geo.box is not None:
-        sum_ew_fg = _blurred_min_sum(bordered, g, kernel, geo.box, ws)
+        sum_ew_fg = _blurred_min_sum(bordered, gt, geo.box)
     tp_w = n_fg - sum_ew_fg
     recall = 1.0 - sum_ew_fg / n_fg.clamp(min=1.0)
     precision = tp_w / (tp_w + fp_w + EPS)
     q = (1.0 + beta2) * recall * precision / (recall + beta2 * precision + EPS)
     return torch.where(n_fg == 0, 0.0, q)
+
+
+def weighted_fmeasure(
+    norm: torch.Tensor,
+    gt: torch.Tensor,
+    beta2: float = 1.0,
+    *,
+    geometry: GTGeometry | Callable[[], GTGeometry] | None = None,
+    workspace: Workspace | None = None,
+) -> torch.Tensor:
+    """Weighted F-measure [B] (float64) of normalised maps ``norm`` [B, h, w] (float64, in
+    [0, 1]) against boolean GTs ``gt`` [B, h, w]; see the module docstring.
+
+    ``geometry`` (:func:`gt_geometry` of ``gt``, or the waiting function of
+    :func:`gt_geometry_async`) may be passed when already computed or started; ``workspace``
+    holds the scratch maps (see :class:`~ssformer.metrics.inputs.Workspace`).
+    """
+    ws = Workspace() if workspace is None else workspace
+    if geometry is None:
+        geometry = gt_geometry(gt.detach().cpu().numpy())
+    pg = norm * gt
+    bordered = _bordered_error(gt, pg, ws)
+    sums = (pg.sum((1, 2)), gt.view(torch.uint8).sum((1, 2), dtype=torch.float64))
+    return _weighted_f_of_error(norm, gt, bordered, sums, geometry, beta2, ws)
+
+
+def weighted_fmeasure_async(
+    norm: torch.Tensor,
+    gt: torch.Tensor,
+    pg: torch.Tensor,
+    sums: tuple[torch.Tensor, torch.Tensor],
+    geometry: Callable[[], GTGeometry],
+    workspace: Workspace,
+) -> Callable[[], torch.Tensor]:
+    """Start :func:`weighted_fmeasure` of ``norm`` and ``gt`` given ``pg`` = ``norm * gt``,
+    ``sums`` = (sum of ``norm * gt``, GT size) [B] and the started
+    ``geometry`` (:func:`gt_geometry_async`); returns the function that waits for the result.
+
+    On the CPU the rest runs in the worker thread after the geometry (numpy, OpenCV and torch
+    release the GIL) while the caller computes the other metrics; the caller must leave the
+    inputs and the workspace's ``bordered``/``weights`` buffers alone until it has waited.
+    Elsewhere it runs when the returned function is called."""
+    bordered = _bordered_error(gt, pg, workspace)
+    args = (norm, gt, bordered, sums, geometry, 1.0, workspace)
+    if norm.device.type == "cpu":
+        return _worker().submit(_weighted_f_of_error, *args).result
+    return lambda: _weighted_f_of_error(*args)
