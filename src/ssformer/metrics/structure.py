@@ -61,21 +61,38 @@ def _centroid(gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return cy, cx, n_fg.to(torch.int64), rows
 
 
+def _left_rows(
+    q: torch.Tensor, totals: torch.Tensor, x0: int, square: bool, workspace: Workspace
+) -> torch.Tensor:
+    """Row sums [h] (float64) of ``q[:, :x0]`` (of its squares if ``square``) of one image
+    [h, w] whose row totals are ``totals``: from the narrower side of ``x0``."""
+    left = x0 <= q.shape[1] // 2
+    side = q[:, :x0] if left else q[:, x0:]
+    if square:
+        side = torch.mul(side, side, out=workspace.get("side", side.shape, q.dtype, q.device))
+    sums = side.sum(1, dtype=torch.float64)
+    return sums if left else totals - sums
+
+
 def _quadrant_sums(
-    quantities: list[tuple[torch.Tensor, torch.Tensor | None]],
+    quantities: list[tuple[torch.Tensor, torch.Tensor | None, bool]],
     cy: torch.Tensor,
     cx: list[int],
+    workspace: Workspace,
 ) -> list[torch.Tensor]:
-    """Sums (float64) of each [B, h, w] quantity (with its float64 row sums [B, h], if known)
-    over the four quadrants of each image: [B, 2, 2] (top/bottom x left/right) per quantity.
-    Two reductions per quantity and image: the rows' sums left of ``cx`` and the rows'
-    totals."""
+    """Sums (float64) over the four quadrants of each image, [B, 2, 2] (top/bottom x
+    left/right), of each [B, h, w] quantity ``(q, its float64 row sums [B, h] or None,
+    square)``, where ``square`` means the quantity is ``q * q`` (never stored whole). Per
+    quantity and image: the rows' totals and the rows' sums on the narrower side of ``cx``."""
     h = quantities[0][0].shape[1]
     top = (torch.arange(h, device=cy.device)[None, :] < cy[:, None]).to(torch.float64)
     sums = []
-    for q, totals in quantities:
-        totals = q.sum(2, dtype=torch.float64) if totals is None else totals
-        left = torch.stack([q[b, :, :x0].sum(1, dtype=torch.float64) for b, x0 in enumerate(cx)])
+    for q, totals, square in quantities:
+        if totals is None:
+            totals = torch.einsum("bhw,bhw->bh", q, q) if square else q.sum(2, dtype=torch.float64)
+        left = torch.stack(
+            [_left_rows(q[b], totals[b], x0, square, workspace) for b, x0 in enumerate(cx)]
+        )
         right = totals - left
         parts = [(left * top).sum(1), (right * top).sum(1)]
         parts += [left.sum(1) - parts[0], right.sum(1) - parts[1]]
@@ -120,12 +137,17 @@ def _region(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(S_region [B], sums of p, p^2 and p * G [B]) of a batch."""
     _, h, w = norm.shape
-    p2 = torch.mul(norm, norm, out=workspace.get("p2", norm.shape, norm.dtype, norm.device))
     cy_list, cx_list = cy.tolist(), cx.tolist()
     s_p, s_p2, s_pg, s_g = _quadrant_sums(
-        [(norm, row_sums[0]), (p2, None), (pg, row_sums[1]), (gt.view(torch.uint8), g_rows)],
+        [
+            (norm, row_sums[0], False),
+            (norm, None, True),
+            (pg, row_sums[1], False),
+            (gt.view(torch.uint8), g_rows, False),
+        ],
         cy,
         cx_list,
+        workspace,
     )
     heights = torch.stack([cy, h - cy], dim=1).to(torch.float64)
     widths = torch.stack([cx, w - cx], dim=1).to(torch.float64)
