@@ -35,19 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import make_pair
 
-from ssformer.metrics import PER_IMAGE_METRICS, SegmentationEvaluator
+from ssformer.metrics import PER_IMAGE_METRICS, PYSOD_METRICS, SegmentationEvaluator
 
-SUITE = (
-    "S_alpha",
-    "E_phi_mean",
-    "E_phi_max",
-    "E_phi_adp",
-    "Fw_beta",
-    "MAE",
-    "Fm_mean",
-    "Fm_max",
-    "Fm_adp",
-)
+SUITE = PYSOD_METRICS
 TOL = 1e-6
 
 

@@ -20,6 +20,7 @@ from ssformer.metrics import (
     CURVE_NAMES,
     DISPLAY_NAMES,
     METRIC_CONVENTIONS,
+    PYSOD_METRICS,
     SegmentationEvaluator,
     squared_distances,
 )
@@ -32,17 +33,7 @@ from ssformer.metrics.weighted_f import (
 )
 
 TOL = 1e-6
-SUITE = (
-    "S_alpha",
-    "E_phi_mean",
-    "E_phi_max",
-    "E_phi_adp",
-    "Fw_beta",
-    "MAE",
-    "Fm_mean",
-    "Fm_max",
-    "Fm_adp",
-)
+SUITE = PYSOD_METRICS
 
 
 # ----------------------------------------------------------------------------- reference

@@ -89,6 +89,7 @@ from ssformer.metrics.conventions import (
     NUM_THRESHOLDS,
     PER_IMAGE_METRICS,
     POOLED_METRICS,
+    PYSOD_METRICS,
 )
 from ssformer.metrics.evaluator import CURVE_NAMES, SegmentationEvaluator, evaluate_pairs
 from ssformer.metrics.inputs import normalize_minmax, resize_probability
@@ -114,6 +115,7 @@ __all__ = [
     "NUM_THRESHOLDS",
     "PER_IMAGE_METRICS",
     "POOLED_METRICS",
+    "PYSOD_METRICS",
     "SegmentationEvaluator",
     "absolute_error_sum",
     "binned_histograms",

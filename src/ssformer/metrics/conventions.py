@@ -12,6 +12,7 @@ __all__ = [
     "NUM_THRESHOLDS",
     "PER_IMAGE_METRICS",
     "POOLED_METRICS",
+    "PYSOD_METRICS",
 ]
 
 NUM_THRESHOLDS = 256
@@ -70,3 +71,16 @@ DISPLAY_NAMES: dict[str, str] = {
 POOLED_METRICS: tuple[str, ...] = ("mIoU_2cls", "mDice_2cls")
 PER_IMAGE_METRICS: tuple[str, ...] = tuple(k for k in METRIC_CONVENTIONS if k not in POOLED_METRICS)
 DEFAULT_METRICS: tuple[str, ...] = tuple(METRIC_CONVENTIONS)
+# What PySODMetrics' Smeasure, Emeasure, WeightedFmeasure, MAE and Fmeasure compute (the suite
+# of the polyp papers' tables, compared with PySODMetrics in the tests and benchmarks).
+PYSOD_METRICS: tuple[str, ...] = (
+    "S_alpha",
+    "E_phi_mean",
+    "E_phi_max",
+    "E_phi_adp",
+    "Fw_beta",
+    "MAE",
+    "Fm_mean",
+    "Fm_max",
+    "Fm_adp",
+)
