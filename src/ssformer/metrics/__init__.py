@@ -55,9 +55,11 @@ PySODMetrics conventions (Pang et al.'s ``py_sod_metrics``, the reference implem
     All of them are computed here in torch (CPU or CUDA, whatever device the tensors are on),
     vectorised over pixels, thresholds and the images of a batch (``update_batch``); PySODMetrics
     is not needed at run time (the tests use it as the reference and agree to 1e-6 or better;
-    see each module for the exact arithmetic and its degenerate cases). The one step that is not
-    torch is the GT's Euclidean distance transform for ``Fw_beta`` (OpenCV's exact transform on
-    the CPU; it depends on the GT only).
+    see each module for the exact arithmetic and its degenerate cases). The steps that are not
+    torch belong to ``Fw_beta``: the GT's Euclidean distance transform (OpenCV's exact
+    transform, on the CPU; it depends on the GT only) and, for CPU tensors, its 7x7 blur
+    (OpenCV's separable filter in float64); on the CPU ``Fw_beta`` runs in a worker thread
+    while the other metrics are computed.
 
 All threshold metrics come from one pass per image: each pixel's threshold bin is
 ``floor(255 p)`` (re-checked exactly against the thresholds where ``255 p`` is within rounding of
