@@ -412,3 +412,28 @@ def test_eval_metrics_config_all_fast_list_and_typo() -> None:
     assert chosen == ("S_alpha", "Fw_beta")
     with pytest.raises(ConfigError, match=r"EVAL\.METRICS=.S_alfa.*Did you mean S_alpha"):
         load_config("demo", ["EVAL.METRICS=[S_alfa]"])
+
+
+def test_the_worker_thread_leaves_torchs_thread_count_alone() -> None:
+    """Fw_beta's worker runs torch on one thread; threads started later (and the caller) keep
+    the caller's count."""
+    import threading
+
+    from ssformer.metrics import weighted_f
+
+    before = torch.get_num_threads()
+    if weighted_f._executor is not None:  # start a fresh worker in this test
+        weighted_f._executor.shutdown()
+        weighted_f._executor = None
+    torch.set_num_threads(2)
+    try:
+        evaluator = SegmentationEvaluator(("Fw_beta",), threads=None)
+        evaluator.update(REALISTIC[0][1], REALISTIC[0][2])
+        seen: list[int] = []
+        later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        later.start()
+        later.join()
+        assert torch.get_num_threads() == 2
+        assert seen == [2]
+    finally:
+        torch.set_num_threads(before)

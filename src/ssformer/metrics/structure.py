@@ -224,6 +224,7 @@ def s_measure(
     """
     _, h, w = norm.shape
     n_pixels = float(h * w)
+    gt = gt if gt.dtype == torch.bool else gt != 0  # a 0/1 mask of another dtype
     pg = norm * gt if pg is None else pg
     cy, cx, n_fg, g_rows = _centroid(gt)
     mixed = (n_fg > 0) & (n_fg < h * w)

@@ -218,15 +218,21 @@ def gt_geometry(masks: np.ndarray) -> GTGeometry:
 
 
 def _worker() -> ThreadPoolExecutor:
-    """The one worker thread (torch with one intra-op thread there: the caller keeps the rest)."""
+    """The one worker thread, with one torch intra-op thread there (the caller keeps the rest).
+
+    ``torch.set_num_threads`` in the worker also sets the count that threads started later begin
+    with, so the caller's count is set again once the worker has started."""
     global _executor
     if _executor is None:
+        callers = torch.get_num_threads()
         _executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="ssformer-wfm",
             initializer=torch.set_num_threads,
             initargs=(1,),
         )
+        _executor.submit(int).result()  # the initializer has run
+        torch.set_num_threads(callers)
     return _executor
 
 
@@ -360,6 +366,7 @@ def weighted_fmeasure(
     holds the scratch maps (see :class:`~ssformer.metrics.inputs.Workspace`).
     """
     ws = Workspace() if workspace is None else workspace
+    gt = gt if gt.dtype == torch.bool else gt != 0  # a 0/1 mask of another dtype
     if geometry is None:
         geometry = gt_geometry(gt.detach().cpu().numpy())
     pg = norm * gt
