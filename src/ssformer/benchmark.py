@@ -240,27 +240,18 @@ def measure(
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    common = {
+        "batch": batch,
+        "size": size,
+        "device": device,
+        "amp": amp,
+        "channels_last": channels_last,
+        "amp_dtype": amp_dtype,
+    }
     if mode == "inference":
-        fn: Callable[[], object] = inference_fn(
-            model,
-            batch=batch,
-            size=size,
-            device=device,
-            amp=amp,
-            channels_last=channels_last,
-            compile=compile,
-            amp_dtype=amp_dtype,
-        )
+        fn: Callable[[], object] = inference_fn(model, compile=compile, **common)
     elif mode == "train":
-        fn = train_step_fn(
-            model,
-            batch=batch,
-            size=size,
-            device=device,
-            amp=amp,
-            channels_last=channels_last,
-            amp_dtype=amp_dtype,
-        )
+        fn = train_step_fn(model, **common)
     else:
         raise ValueError(f"mode must be 'inference' or 'train', got {mode!r}")
     timing = time_callable(fn, device=device, warmup=warmup, repeats=repeats)
