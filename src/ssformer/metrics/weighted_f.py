@@ -68,6 +68,7 @@ _tables: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 _executor: ThreadPoolExecutor | None = None
 
 
+@functools.cache
 def _gaussian_1d() -> np.ndarray:
     """1-D factor of MATLAB ``fspecial('gaussian', 7, 5)``: ``outer(k, k)`` is the 2-D kernel
     (no entry falls below ``eps * max``, so MATLAB's clipping step removes nothing)."""
