@@ -196,9 +196,10 @@ def gt_geometry(masks: np.ndarray) -> GTGeometry:
         d2 = _transform(masks[b]).astype(np.float32, copy=False)
         np.multiply(d2, d2, out=d2)
         cv2.inRange(d2, 0.5, _BAND + 0.5, dst=near)  # 0 < D^2 <= 18
-        points = cv2.findNonZero(near)  # (x, y), row by row
+        points = cv2.findNonZero(near)  # (x, y), row by row: [N, 1, 2] in OpenCV 4, [N, 2] in 5
         if points is not None:
-            x, y = points[:, 0, 0].astype(np.int64), points[:, 0, 1].astype(np.int64)
+            points = points.reshape(-1, 2)
+            x, y = points[:, 0].astype(np.int64), points[:, 1].astype(np.int64)
             # position in the bordered layout: the image's block, then (y + 4) * wp + x + 4
             bands.append(b * (hp * wp) + (y + _PAD) * wp + (x + _PAD))
         np.minimum(d2, last, out=d2)
