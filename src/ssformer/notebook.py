@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssformer.errors import SSFormerError
+from ssformer.errors import ConfigError, SSFormerError
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -79,13 +80,24 @@ def link_to_drive(
         print(f"{local} -> {target}")
 
 
-def start_background(args: Sequence[str], log_file: str | Path) -> subprocess.Popen[bytes]:
+@dataclass
+class BackgroundJob:
+    """A command running in the background: its process (``None`` when nothing had to run), its
+    console log and where in that log its own lines begin (the log is appended to)."""
+
+    process: subprocess.Popen[bytes] | None
+    log: Path
+    offset: int = 0
+
+
+def start_background(args: Sequence[str], log_file: str | Path) -> BackgroundJob:
     """Start ``python -m ssformer ARGS`` in the background (like ``nohup ... &``), logging to a file.
 
     The log is appended to, so ``tail -f`` on it shows every run; the process outlives the cell.
     """
     log_path = Path(log_file)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-u", "-m", "ssformer", *args],
@@ -98,22 +110,25 @@ def start_background(args: Sequence[str], log_file: str | Path) -> subprocess.Po
     print(
         f"started pid {process.pid}: ssformer {' '.join(args)}\nlog: {log_path}  (tail -f {log_path})"
     )
-    return process
+    return BackgroundJob(process, log_path, offset)
 
 
-def follow(log_file: str | Path, process: subprocess.Popen[bytes], poll_s: float = 1.0) -> int:
-    """Print new lines of ``log_file`` until ``process`` ends (``tail -f`` that stops by itself).
+def follow(job: BackgroundJob, poll_s: float = 1.0) -> int:
+    """Print the job's new log lines until it ends (``tail -f`` that stops by itself).
 
+    Only the lines this job wrote are shown, not earlier runs' lines in the same log.
     Interrupting the cell stops following, not the training. Returns the process's exit code and
     raises if it failed, so a failed run stops the notebook.
     """
-    log_path = Path(log_file)
-    position = 0
+    process = job.process
+    if process is None:
+        return 0
+    position = job.offset
     try:
         while True:
             done = process.poll() is not None
-            if log_path.exists():
-                with open(log_path, encoding="utf-8", errors="replace") as log:
+            if job.log.exists():
+                with open(job.log, encoding="utf-8", errors="replace") as log:
                     log.seek(position)
                     chunk = log.read()
                     position = log.tell()
@@ -123,13 +138,19 @@ def follow(log_file: str | Path, process: subprocess.Popen[bytes], poll_s: float
                 break
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        print(f"\nstopped following; pid {process.pid} keeps running (tail -f {log_path})")
+        print(f"\nstopped following; pid {process.pid} keeps running (tail -f {job.log})")
         return 0
     if process.returncode != 0:
         raise SSFormerError(
-            f"background job failed with exit code {process.returncode}; see {log_path}"
+            f"background job failed with exit code {process.returncode}; see {job.log}"
         )
     return 0
+
+
+def set_args(settings: Sequence[str]) -> list[str]:
+    """``["--set", *settings]``, or nothing when there are no settings (a bare ``--set`` is
+    refused by the command line)."""
+    return ["--set", *settings] if settings else []
 
 
 def copy_to(files: Sequence[str | Path], target_dir: str | Path) -> list[Path]:
@@ -192,28 +213,73 @@ def fetch_dataset(name: str, drive_dir: str | Path | None = None) -> None:
         copy_to([archive], kept.parent)
 
 
-def unfinished_run(config: Config) -> Path | None:
-    """The newest run of this model, backbone and data set whose ``last.pth`` has fewer epochs
-    than ``TRAIN.EPOCHS`` (a run cut off by a disconnect), or ``None``."""
+@dataclass(frozen=True)
+class PreviousRun:
+    """A run of the experiment trained with the same settings: its folder and epochs done."""
+
+    folder: Path
+    epochs: int
+
+
+def previous_run(config: Config) -> PreviousRun | None:
+    """The newest run of this model, backbone and data set trained with the same config (every
+    key that changes the result; the number of epochs, device and folders may differ), or
+    ``None``. Runs made with other settings are not this experiment's: they are left alone."""
+    from ssformer.engine.resume_rules import check_resumable
     from ssformer.engine.train import experiment_dir
     from ssformer.engine.training_state import LAST_NAME, load_training_state
 
     runs = sorted(experiment_dir(config).glob(f"*/{LAST_NAME}"), key=lambda p: p.stat().st_mtime)
     for last in reversed(runs):
-        if int(load_training_state(last)["epoch"]) < config.train.epochs:
-            return last.parent
+        state = load_training_state(last)
+        try:
+            check_resumable(state.get("config") or {}, config, last.parent)
+        except ConfigError:
+            continue
+        return PreviousRun(last.parent, int(state["epoch"]))
     return None
 
 
-def train_in_background(
-    config_name: str, config: Config, settings: Sequence[str]
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start (or, after a disconnect, resume) the training of ``config`` in the background;
-    returns the job and its console log (what ``tail -f`` should follow)."""
+def train_in_background(config_name: str, config: Config, settings: Sequence[str]) -> BackgroundJob:
+    """Start the training of ``config`` in the background, resume it after a disconnect, or do
+    nothing when a run with the same settings has finished; returns the job to follow."""
     log = Path(config.save_dir) / "notebook" / f"{config.run_name}.out"
-    args = ["train", "--cfg", config_name, "--no-progress", "--set", *settings]
-    run = unfinished_run(config)
-    if run is not None:
-        print(f"resuming {run} (cut off before epoch {config.train.epochs})")
-        args += ["--resume", str(run)]
-    return start_background(args, log), log
+    previous = previous_run(config)
+    if previous is not None and previous.epochs >= config.train.epochs:
+        print(
+            f"{previous.folder} is finished ({previous.epochs} of {config.train.epochs} epochs, "
+            "same settings): not training again. To train another run, change the settings or "
+            "move that folder elsewhere."
+        )
+        return BackgroundJob(None, log)
+    args = ["train", "--cfg", config_name, "--no-progress", *set_args(settings)]
+    if previous is not None:
+        print(f"resuming {previous.folder} (cut off after epoch {previous.epochs})")
+        args += ["--resume", str(previous.folder)]
+    return start_background(args, log)
+
+
+def write_report(config: Config) -> Path:
+    """``ssformer report`` of the experiment's runs into a new folder
+    ``SAVE_DIR/report/<YYYYmmdd-HHMMSS>`` (an earlier report is kept); returns that folder."""
+    out = Path(config.save_dir) / "report" / time.strftime("%Y%m%d-%H%M%S")
+    run_cli("report", config.save_dir, "--out", str(out))
+    return out
+
+
+def show_report(folder: str | Path) -> list[Path]:
+    """Display the report's results table, training curves and prediction grids in the
+    notebook; returns the images shown."""
+    from IPython.display import Image, display
+
+    folder = Path(folder)
+    images = [
+        folder / "results.png",
+        *sorted(folder.glob("curves-*.png")),
+        *sorted(folder.glob("predictions-*.png")),
+    ]
+    shown = [image for image in images if image.is_file()]
+    for image in shown:
+        print(image)
+        display(Image(filename=str(image)))
+    return shown

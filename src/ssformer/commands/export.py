@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ssformer.commands.train import add_config_arguments
 
 if TYPE_CHECKING:
+    from ssformer.config import Config
     from ssformer.engine.export import ExportResult
 
 
@@ -42,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=None,
         metavar=("H", "W"),
-        help="nominal input size, checked on export (default: EVAL.IMAGE_SIZE or 352 352)",
+        help="nominal input size, checked on export (and int8's fixed size); default: the "
+        "size the weights were evaluated at when they record it, else EVAL.IMAGE_SIZE or 352 352",
     )
     parser.add_argument(
         "--static", action="store_true", help="fix height and width to --image-size"
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         weights = _config_weights(config)
     if weights is None:
         raise ConfigError("give --weights PATH (a checkpoint, or an .onnx export)")
-    size = args.image_size or (tuple(config.eval.image_size) if config is not None else None)
+    size = _export_size(weights, args.image_size, config)
 
     from ssformer.engine.export import export_model_file
 
@@ -88,6 +90,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print(describe_export(result, weights))
     return 0
+
+
+def _export_size(
+    weights: Path, told: list[int] | None, config: Config | None
+) -> tuple[int, int] | None:
+    """The nominal size: ``--image-size``, else the checkpoint's own, else ``EVAL.IMAGE_SIZE``
+    or 352 (printed with its source); an ONNX file given as the source keeps its sidecar's."""
+    from ssformer.models.sizes import choose_size, recorded_sizes
+
+    if Path(weights).suffix.lower() == ".onnx" and told is None:
+        return None
+    return choose_size(
+        recorded_sizes(weights),
+        told=(told[0], told[1]) if told else None,
+        told_by="--image-size",
+        configured=tuple(config.eval.image_size) if config is not None else None,  # type: ignore[arg-type]
+        configured_by=f"EVAL.IMAGE_SIZE of {config.source}" if config is not None else "",
+    )
 
 
 def describe_export(result: ExportResult, weights: Path) -> str:

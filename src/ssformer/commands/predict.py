@@ -32,7 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="default: TEST.MODEL_PATH")
     add_config_arguments(parser, required=False)
     parser.add_argument("--out", type=Path, default=None, help="output folder")
-    parser.add_argument("--size", type=int, nargs="+", default=None, help="inference size")
+    parser.add_argument(
+        "--size",
+        nargs="+",
+        default=None,
+        metavar="H [W]",
+        help="inference size (default: the size the weights were evaluated at, when they record "
+        "it; else TEST.IMAGE_SIZE or 352); inputs may follow it",
+    )
     parser.add_argument(
         "--overlay", action=argparse.BooleanOptionalAction, default=None, help="write overlays"
     )
@@ -56,6 +63,59 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
         ".onnx exports) or openvino (default for .xml; also runs .onnx); a checkpoint is "
         "exported to ONNX first (ssformer export keeps such a file); fp32 unless the export "
         "says otherwise",
+    )
+
+
+def split_size_argument(values: list[str] | None) -> tuple[tuple[int, int] | None, list[Path]]:
+    """``--size H [W]`` followed by inputs (``--size 96 clip.mp4``): the size and the inputs
+    after it. A size is one or two whole numbers from 16 to 4096."""
+    from ssformer.errors import ConfigError
+
+    if not values:
+        return None, []
+    numbers = []
+    for value in values[:2]:
+        if not value.lstrip("+-").isdigit():
+            break
+        numbers.append(int(value))
+    if not numbers:
+        raise ConfigError(
+            f"--size {values[0]}: give the height (and width) in pixels, e.g. --size 352"
+        )
+    bad = [n for n in numbers if not 16 <= n <= 4096]
+    if bad:
+        raise ConfigError(
+            f"--size {' '.join(map(str, numbers))}: {bad[0]} is not a usable input size; give "
+            "whole numbers from 16 to 4096 (multiples of 32 suit the models), e.g. --size 352"
+        )
+    return (numbers[0], numbers[-1]), [Path(v) for v in values[len(numbers) :]]
+
+
+def inference_size(
+    weights: Path,
+    info: object | None,
+    told: tuple[int, int] | None,
+    overrides: list[str],
+    config: Config | None,
+) -> tuple[int, int]:
+    """The input size: ``--size`` (or ``--set TEST.IMAGE_SIZE``), else the weights' own (an
+    export's nominal size, or the evaluation size our checkpoints record), else the config's
+    ``TEST.IMAGE_SIZE`` or 352; printed with its source."""
+    from ssformer.models.sizes import RecordedSizes, choose_size, overridden, recorded_sizes
+
+    told_by = "--size"
+    if told is None and (told := overridden(overrides, "TEST.IMAGE_SIZE")) is not None:
+        told_by = "--set TEST.IMAGE_SIZE"
+    if info is not None:
+        recorded = RecordedSizes(None, tuple(info.image_size))  # type: ignore[attr-defined]
+    else:
+        recorded = recorded_sizes(weights)
+    return choose_size(
+        recorded,
+        told=told,
+        told_by=told_by,
+        configured=tuple(config.test.image_size) if config is not None else None,  # type: ignore[arg-type]
+        configured_by=f"TEST.IMAGE_SIZE of {config.source}" if config is not None else "",
     )
 
 
@@ -95,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         from ssformer.config import load_config
 
         config = load_config(args.cfg, args.overrides)
-    inputs = list(args.inputs)
+    size_told, more_inputs = split_size_argument(args.size)
+    inputs = list(args.inputs) + more_inputs
     if not inputs and config is not None and config.test.file:
         inputs = [Path(config.test.file)]
     if not inputs:
@@ -112,14 +173,7 @@ def run(args: argparse.Namespace) -> int:
             "itself: drop --compile"
         )
     info = exported_info(weights)
-    if args.size:
-        size = (args.size[0], args.size[-1])
-    elif config is not None:
-        size = tuple(config.test.image_size)
-    elif info is not None:
-        size = tuple(info.image_size)
-    else:
-        size = (352, 352)
+    size = inference_size(weights, info, size_told, args.overrides, config)
     overlay = args.overlay
     if overlay is None:
         overlay = config.test.overlay if config is not None else True

@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssformer.commands.predict import add_runtime_argument
 from ssformer.commands.train import add_config_arguments
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,9 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "val",
         help="evaluate weights on a dataset split (every metric, with its convention)",
         description=(
-            "Evaluate a checkpoint on DATASET.ROOT's test (default) or val split; print a table "
-            "naming each metric's convention and write eval_<split>.json (into the weights' run "
-            "folder when they lie in one, else SAVE_DIR/eval/)."
+            "Evaluate a checkpoint on DATASET.ROOT's test (default) or val split at the size the "
+            "weights were evaluated at (recorded in our checkpoints; --set EVAL.IMAGE_SIZE=[H,W] "
+            "for another) and print a table naming each metric's convention. The JSON goes to "
+            "the weights' run folder when they lie in one (eval_<split>.json; "
+            "eval_<split>_<set>.json per PraNet test set; _msf with MSF; _subset with --metrics; "
+            "<weights>_<runtime>_eval_<split>.json for an export), else to "
+            "SAVE_DIR/eval/<weights>_<split>.json, or to --out DIR/eval_<split>.json."
         ),
     )
     add_config_arguments(parser)
@@ -52,13 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.config import load_config
 
     config = load_config(args.cfg, args.overrides)
+    weights = Path(args.weights or config.eval.model_path or config.best_checkpoint_path)
+    config = replace(config, eval=replace(config.eval, image_size=_val_size(config, weights, args)))
 
     from ssformer.engine.evaluate import run_evaluation
 
     msf = config.eval.msf if args.msf is None else replace(config.eval.msf, enable=args.msf)
     run_evaluation(
         config,
-        weights=args.weights,
+        weights=weights,
         split=args.split,
         metrics=args.metrics,
         msf=msf,
@@ -67,3 +77,28 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
     )
     return 0
+
+
+def _val_size(config: Config, weights: Path, args: argparse.Namespace) -> tuple[int, int]:
+    """The evaluation size: ``--set EVAL.IMAGE_SIZE``, else the weights' own (recorded in our
+    checkpoints, an export's nominal size), else the config's; printed with its source."""
+    from ssformer.deploy.runtimes import exported_info
+    from ssformer.models.sizes import RecordedSizes, choose_size, overridden, recorded_sizes
+
+    info = exported_info(weights) if weights.is_file() else None
+    if info is not None:
+        recorded: RecordedSizes | None = RecordedSizes(None, tuple(info.image_size))  # type: ignore[arg-type]
+    else:
+        recorded = recorded_sizes(weights)
+    if recorded is not None and recorded.recipe and recorded.recipe != config.eval.recipe:
+        print(
+            f"note: the weights were validated with EVAL.RECIPE={recorded.recipe} during "
+            f"training; scoring with {config.eval.recipe} (EVAL.RECIPE of {config.source})"
+        )
+    return choose_size(
+        recorded,
+        told=overridden(args.overrides, "EVAL.IMAGE_SIZE"),
+        told_by="--set EVAL.IMAGE_SIZE",
+        configured=tuple(config.eval.image_size),  # type: ignore[arg-type]
+        configured_by=f"EVAL.IMAGE_SIZE of {config.source}",
+    )

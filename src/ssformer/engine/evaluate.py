@@ -348,7 +348,8 @@ def run_evaluation(
     if msf is None:
         msf = config.eval.msf
     sets = build_datasets(config, split).evaluation_sets(split)
-    suffix = "_msf" if msf.enable else ""
+    # a subset of the metrics never replaces the full table that report reads
+    suffix = ("_msf" if msf.enable else "") + ("_subset" if metrics else "")
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
     for name, dataset in sets.items():
@@ -372,7 +373,8 @@ def run_evaluation(
             format_metrics_table(
                 output.metrics,
                 title=f"{dataset_name} {split} ({output.num_images} images, recipe "
-                f"{config.eval.recipe}), weights {path}, {label}"
+                f"{config.eval.recipe} at {config.eval.image_size[0]}x"
+                f"{config.eval.image_size[1]}), weights {path}, {label}"
                 + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
             )
         )

@@ -111,6 +111,7 @@ from ssformer.errors import ConfigError, DataError, SSFormerError
 from ssformer.io.atomic import remove_stale_temporaries, storage_error
 from ssformer.losses import build_loss
 from ssformer.models import load_weights, model_from_config, save_checkpoint_file
+from ssformer.models.sizes import sizes_from_config
 
 if TYPE_CHECKING:
     from ssformer.config import Config, MSFConfig
@@ -761,6 +762,7 @@ def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
             selection_metric=run.metric_name,
             selection_value=state.progress.best_metric,
             selection_split="/".join(run.select),
+            **sizes_from_config(run.config.to_dict()).as_meta(),
         )
         publish_best(best_file, run.compat_path, run.run_dir, run.log)
     state.save(

@@ -237,6 +237,8 @@ def _read_metrics(run: RunRecord) -> None:
 
 def _read_evals(run: RunRecord) -> None:
     for path in sorted(run.path.glob(EVAL_GLOB)):
+        if path.stem.endswith("_subset"):  # `ssformer val --metrics`: not the full table
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
