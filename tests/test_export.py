@@ -176,10 +176,10 @@ def test_val_with_onnxruntime_scores_as_torch(exported: dict[str, Path], tmp_pat
     for key in metrics:
         assert ours["test"].metrics[key] == pytest.approx(ref["test"].metrics[key], abs=1e-4)
     assert any("w.onnx, onnxruntime fp32\n" in line for line in lines)
-    written = tmp_path / "save" / "eval" / "w_onnxruntime_test.json"
+    written = tmp_path / "save" / "eval" / "w_onnxruntime_test_subset.json"
     report = json.loads(written.read_text())
     assert (report["runtime"], report["precision"]) == ("onnxruntime", "fp32")
-    torch_report = json.loads((tmp_path / "save" / "eval" / "w_test.json").read_text())
+    torch_report = json.loads((tmp_path / "save" / "eval" / "w_test_subset.json").read_text())
     assert (torch_report["runtime"], torch_report["precision"]) == ("torch", "fp32")
 
 

@@ -343,7 +343,7 @@ def _train_epoch(
             max_steps=max_steps - done.global_step if max_steps else None,
             deadline=deadline,
             on_step=on_step if ctx.is_main else None,
-            run_eta=_run_eta(done.history, config.train.epochs - epoch + 1),
+            run_eta=_run_eta(done.history, config.train.epochs - epoch + 1, deadline),
         )
         _check_weights_finite(state.model, epoch, stats)
     done.global_step += stats.steps
@@ -364,7 +364,7 @@ def _train_epoch(
         line = _epoch_line(
             epoch, config.train.epochs, stats, lr, row, state, run.metric_name, is_best
         )
-        eta = _run_eta(done.history, config.train.epochs - epoch)
+        eta = _run_eta(done.history, config.train.epochs - epoch, deadline)
         run.log(line + (f"; run ETA {eta}" if eta and stats.stop_reason is None else ""))
     barrier(ctx)
     return stats.stop_reason
@@ -698,15 +698,21 @@ def _wrapped_for_training(model: nn.Module, config: Config, ctx: DistContext) ->
 # ----------------------------------------------------------------------------- epoch steps
 
 
-def _run_eta(history: list[dict[str, Any]], epochs_left: int) -> str:
-    """The time the run still needs: the mean of its epochs so far (training and validation)
-    times the epochs left; empty before the first epoch."""
-    times = [row.get("train_time_s", 0.0) + row.get("eval_time_s", 0.0) for row in history]
-    if not times or epochs_left <= 0:
+def _run_eta(history: list[dict[str, Any]], epochs_left: int, deadline: float | None = None) -> str:
+    """The time the run still needs: the latest epoch's time (training and validation; a
+    resumed run's or a first epoch's cache fill does not weigh on later estimates) times the
+    epochs left, capped at ``TRAIN.TIME_LIMIT_MIN``'s deadline (a ``time.monotonic()`` value),
+    where the run stops; empty before the first epoch."""
+    if not history or epochs_left <= 0:
         return ""
-    seconds = int(sum(times) / len(times) * epochs_left)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    latest = history[-1]
+    seconds = (latest.get("train_time_s", 0.0) + latest.get("eval_time_s", 0.0)) * epochs_left
+    limit = ""
+    if deadline is not None and deadline - time.monotonic() < seconds:
+        seconds, limit = max(deadline - time.monotonic(), 0.0), " (TRAIN.TIME_LIMIT_MIN stops it)"
+    hours, rest = divmod(int(seconds), 3600)
+    text = f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    return text + limit
 
 
 def _epoch_row(epoch: int, lr: float, stats: EpochStats, global_step: int) -> dict[str, Any]:
