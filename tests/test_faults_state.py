@@ -1,0 +1,105 @@
+"""Fault injection: remembered state (sweep ledgers, splits, caches, outputs) is checked against
+what it was made from, never trusted; inputs that cannot be what they seem are named.
+
+Each case ends in correct handling or a clear refusal (exit 2) that names the file, key or value
+and the fix; the user's files are byte-identical afterwards (sha256 snapshots).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssformer.cli import main
+from ssformer.data.split import split_dataset
+from ssformer.data.synthetic import generate_synthetic_dataset
+from ssformer.sweep import plan_sweep, read_ledger
+
+REPO = Path(__file__).resolve().parents[1]
+KVASIR_CFG = REPO / "configs" / "kvasir-seg.yaml"
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (relative path -> digest)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tiny(root: Path, save_dir: Path, *extra: str) -> list[str]:
+    """``--set`` values of a seconds-long CPU run of SegFormer MiT-B0 on ``root``."""
+    return [
+        "DEVICE=cpu",
+        f"SAVE_DIR={save_dir}",
+        f"DATASET.ROOT={root}",
+        "MODEL.NAME=SegFormer",
+        "MODEL.BACKBONE=MiT-B0",
+        "MODEL.PRETRAINED=null",
+        "TRAIN.IMAGE_SIZE=[32,32]",
+        "EVAL.IMAGE_SIZE=[32,32]",
+        "TRAIN.EPOCHS=1",
+        "TRAIN.BATCH_SIZE=4",
+        "TRAIN.WORKERS=0",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def split_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("state-data")
+    generate_synthetic_dataset(base / "synth", n=12, size=(40, 48), seed=5, size_jitter=0.2)
+    return split_dataset(base / "synth", base / "split", (0.67, 0.17, 0.16), 1337).output
+
+
+# ----------------------------------------------------------------------------- sweep ledgers
+
+
+@pytest.mark.slow
+def test_sweep_trains_an_entry_again_when_its_settings_changed(
+    split_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = tmp_path / "output"
+    sweep = ["sweep", "--cfg", str(KVASIR_CFG), "--no-progress", "--set"]
+    assert main([*sweep, *tiny(split_root, save_dir)]) == 0
+    assert "1 trained, 0 already finished" in capsys.readouterr().out
+    (entry,) = plan_sweep([KVASIR_CFG], tiny(split_root, save_dir))
+    first_run = Path(read_ledger(entry.ledger_path)["run_dir"])
+    first = snapshot(first_run)
+
+    # unchanged (other workers and device only): skipped, and the dry run says so
+    same = tiny(split_root, save_dir, "TRAIN.WORKERS=1")
+    assert main([*sweep, *same, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "finished before (1 ep), will be skipped" in out
+    assert main([*sweep, *same]) == 0
+    assert "0 trained, 1 already finished" in capsys.readouterr().out
+
+    # other epochs and learning rate: the dry run names both, the sweep trains a new run
+    changed = tiny(split_root, save_dir, "TRAIN.EPOCHS=2", "OPTIMIZER.LR=0.001")
+    assert main([*sweep, *changed, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "TRAIN.EPOCHS: 1 -> 2" in out and "OPTIMIZER.LR: 0.000149 -> 0.001" in out
+    assert "will be trained again" in out and "finished before" not in out
+    assert "   2 ep" in out
+    # another data root is another entry too
+    other_root = tmp_path / "copy"
+    shutil.copytree(split_root, other_root)
+    assert main([*sweep, *tiny(other_root, save_dir), "--dry-run"]) == 0
+    assert f"DATASET.ROOT: '{split_root}' -> '{other_root}'" in capsys.readouterr().out
+
+    lr = tiny(split_root, save_dir, "OPTIMIZER.LR=0.001")
+    assert main([*sweep, *lr]) == 0
+    out = capsys.readouterr().out
+    assert "1 trained, 0 already finished" in out and "OPTIMIZER.LR: 0.000149 -> 0.001" in out
+    second_run = Path(read_ledger(entry.ledger_path)["run_dir"])
+    assert second_run != first_run and snapshot(first_run) == first  # the earlier run is kept
+    assert read_ledger(entry.ledger_path)["settings"]["OPTIMIZER.LR"] == 0.001
+    assert main([*sweep, *lr, "--dry-run"]) == 0
+    assert "finished before (1 ep), will be skipped" in capsys.readouterr().out
