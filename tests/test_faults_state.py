@@ -103,3 +103,92 @@ def test_sweep_trains_an_entry_again_when_its_settings_changed(
     assert read_ledger(entry.ledger_path)["settings"]["OPTIMIZER.LR"] == 0.001
     assert main([*sweep, *lr, "--dry-run"]) == 0
     assert "finished before (1 ep), will be skipped" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def _pairs(base: Path, n: int = 10) -> Path:
+    generate_synthetic_dataset(base, n=n, size=(40, 48), seed=11)
+    return base
+
+
+def test_a_frame_stored_twice_is_refused_by_split_naming_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _pairs(tmp_path / "data")
+    first = sorted((root / "images").iterdir())[0]
+    Image.open(first).save(first.with_suffix(".jpg" if first.suffix == ".png" else ".png"))
+    before = snapshot(root)
+    for output in (tmp_path / "split", root):  # elsewhere and in place
+        assert main(["split", str(root), "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert f"{first.stem}.jpg and {first.stem}.png" in err and "two splits" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "split").exists() and snapshot(root) == before
+
+
+def _replace(path: Path, pixels: np.ndarray) -> None:
+    """Save ``pixels`` to a new file and rename it over ``path`` (a new inode, as editors do)."""
+    fresh = path.with_name(f"new-{path.name}")
+    Image.fromarray(pixels).save(fresh)
+    fresh.replace(path)
+
+
+@pytest.mark.parametrize("how", ["replaced", "edited-in-place"])
+def test_a_mask_corrected_after_the_split_is_named_and_placed_again(
+    tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _pairs(tmp_path / "data")
+    output = tmp_path / "split"
+    assert main(["split", str(root), "--output", str(output)]) == 0
+    capsys.readouterr()
+    mask = sorted((root / "masks").iterdir())[3]
+    corrected = np.zeros((40, 48), np.uint8)
+    corrected[5:20, 5:20] = 255
+    if how == "replaced":
+        _replace(mask, corrected)
+    else:  # the same inode: the split's hard link changes with it
+        Image.fromarray(corrected).save(mask)
+    (placed,) = output.glob(f"*/masks/{mask.name}")
+
+    assert main(["split", str(root), "--output", str(output), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"changed in the source since the split (SHA-256 differs): {mask}" in err
+    save_dir = tmp_path / "output"
+    code = main(
+        ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set", *tiny(output, save_dir)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(mask) in err and f"ssformer split SOURCE --output {output}" in err
+    assert "Traceback" not in err
+
+    assert main(["split", str(root), "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert f"updated: {mask} changed since the split" in out and "nothing to do" not in out
+    assert placed.read_bytes() == mask.read_bytes()
+    assert main(["split", str(root), "--output", str(output), "--check"]) == 0
+    assert "matches its manifest and the source" in capsys.readouterr().out
+
+
+def test_pairs_added_after_the_split_are_refused_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _pairs(tmp_path / "data")
+    output = tmp_path / "split"
+    assert main(["split", str(root), "--output", str(output)]) == 0
+    capsys.readouterr()
+    split_before = snapshot(output)
+    image = sorted((root / "images").iterdir())[0]
+    (mask,) = (root / "masks").glob(f"{image.stem}.*")
+    shutil.copy(image, root / "images" / f"late{image.suffix}")
+    shutil.copy(mask, root / "masks" / "late.png")
+    assert main(["split", str(root), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert f"added to the source after the split: {root / 'images' / f'late{image.suffix}'}" in err
+    assert f"added to the source after the split: {root / 'masks' / 'late.png'}" in err
+    assert "new --output" in err and "nothing to do" not in err
+    assert main(["split", str(root), "--output", str(output), "--check"]) == 1
+    assert "late.png" in capsys.readouterr().err
+    assert snapshot(output) == split_before
