@@ -192,3 +192,39 @@ def test_pairs_added_after_the_split_are_refused_by_name(
     assert main(["split", str(root), "--output", str(output), "--check"]) == 1
     assert "late.png" in capsys.readouterr().err
     assert snapshot(output) == split_before
+
+
+# ----------------------------------------------------------------------------- strict YAML
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "lines", "where"),
+    [
+        (("TRAIN:", "TRAIN:\n  EPOCHS        : 20\nTRAIN:"), "TRAIN", (14, 16), "at the top level"),
+        (
+            ("  LR            : 0.000149", "  LR            : 0.1\n  LR            : 0.000149"),
+            "LR",
+            (28, 29),
+            "in OPTIMIZER",
+        ),
+    ],
+)
+def test_a_key_written_twice_is_refused_with_both_lines(
+    tmp_path: Path,
+    edit: tuple[str, str],
+    key: str,
+    lines: tuple[int, int],
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = tmp_path / "run.yaml"
+    text = KVASIR_CFG.read_text()
+    assert text.count(edit[0]) == 1
+    cfg.write_text(text.replace(edit[0], edit[1]))
+    before = cfg.read_bytes()
+    save_dir = tmp_path / "output"
+    assert main(["train", "--cfg", str(cfg), "--set", f"SAVE_DIR={save_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}" in err and f"key {key!r} is written twice {where}" in err
+    assert f"(lines {lines[0]} and {lines[1]})" in err and "Traceback" not in err
+    assert not save_dir.exists() and cfg.read_bytes() == before
