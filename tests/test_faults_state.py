@@ -228,3 +228,93 @@ def test_a_key_written_twice_is_refused_with_both_lines(
     assert f"{cfg}" in err and f"key {key!r} is written twice {where}" in err
     assert f"(lines {lines[0]} and {lines[1]})" in err and "Traceback" not in err
     assert not save_dir.exists() and cfg.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def _disc(shape: tuple[int, int] = (288, 384)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - 140) ** 2 + (xx - 200) ** 2 < 60**2
+
+
+@pytest.mark.parametrize("quality", [75, 95])
+def test_zero_one_masks_saved_as_jpeg_are_read_by_the_lossy_rule(
+    tmp_path: Path, quality: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssformer.data.decode import MASK_RULES, decode_mask, read_mask_grey
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    disc = _disc()
+    for i in range(3):
+        Image.fromarray(np.full((288, 384, 3), 90 + i, np.uint8)).save(root / "images" / f"{i}.png")
+        Image.fromarray(disc.astype(np.uint8)).save(root / "masks" / f"{i}.jpg", quality=quality)
+    path = root / "masks" / "0.jpg"
+    assert int(np.asarray(Image.open(path)).max()) == 2  # JPEG made some 1s into 2s
+    grey, rule = read_mask_grey(path)
+    assert rule == "0/1-lossy" and set(np.unique(grey)) == {0, 255}
+    read = decode_mask(path)
+    assert (read & disc).sum() / (read | disc).sum() > 0.95  # the polyp, not an empty mask
+    before = snapshot(root)
+    assert main(["check-data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: 3 masks {MASK_RULES['0/1-lossy']}" in out and "empty" not in out
+    assert snapshot(root) == before
+
+
+def _grey_128_masks(root: Path) -> Path:
+    """A split data set whose masks hold 0/128: every mask reads as background."""
+    for split in ("train", "val", "test"):
+        generate_synthetic_dataset(root / split, n=4, size=(40, 48), seed=3)
+        for mask in (root / split / "masks").iterdir():
+            grey = np.asarray(Image.open(mask).convert("L"))
+            Image.fromarray(np.where(grey > 128, 128, 0).astype(np.uint8)).save(
+                mask.with_suffix(".png")
+            )
+            if mask.suffix != ".png":
+                mask.unlink()
+    return root
+
+
+def test_a_data_set_of_empty_masks_is_refused_by_name_at_train_and_val(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssformer.data.check import refuse_empty_masks
+    from ssformer.errors import DataError
+
+    root = _grey_128_masks(tmp_path / "data")
+    before = snapshot(root)
+    assert main(["check-data", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert f"ERROR {root / 'train' / 'masks'}: 4 of 4 masks are empty" in err
+    assert "highest value 128, none above the polyp threshold 128" in err and "0/255" in err
+    save_dir = tmp_path / "output"
+    code = main(
+        ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set", *tiny(root, save_dir)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "4 of 4 masks are empty" in err and "synth-0000.png" in err and "Traceback" not in err
+    assert not list(save_dir.glob("*/*/config.yaml"))  # no run started
+    masks = sorted((root / "test" / "masks").iterdir())
+    with pytest.raises(DataError, match="4 of 4 masks are empty .*synth-0000.png"):
+        refuse_empty_masks(masks, root / "test" / "masks")
+    assert snapshot(root) == before
+
+
+def test_the_pooled_2_class_metric_is_undefined_not_perfect_without_a_polyp_pixel() -> None:
+    from ssformer.engine.evaluate import format_metrics_table
+    from ssformer.metrics import SegmentationEvaluator
+
+    evaluator = SegmentationEvaluator(["mIoU_2cls", "mDice_2cls"])
+    empty = np.zeros((32, 32), np.int64)
+    evaluator.update_pooled(empty, empty)
+    with pytest.warns(UserWarning, match="holds no polyp pixel"):
+        results = evaluator.compute()
+    assert np.isnan(results["mIoU_2cls"]) and np.isnan(results["mDice_2cls"])
+    table = format_metrics_table(results)
+    assert "mIoU_2cls   undefined" in table and "100.0000" not in table
+    evaluator.update_pooled(np.eye(32, dtype=np.int64), np.eye(32, dtype=np.int64))
+    assert evaluator.compute()["mIoU_2cls"] == 100.0  # defined again once a polyp pixel exists

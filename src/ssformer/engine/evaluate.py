@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssformer.data.check import refuse_empty_masks
 from ssformer.data.datasets import innermost
 from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
@@ -233,7 +234,8 @@ def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     lines.append(f"{'-' * width}  {'-' * 9}  {'-' * 10}")
     for key, value in results.items():
         convention = METRIC_CONVENTIONS.get(key, "")
-        lines.append(f"{key.ljust(width)}  {value:9.4f}  {convention}")
+        shown = f"{value:9.4f}" if math.isfinite(value) else f"{'undefined':>9}"
+        lines.append(f"{key.ljust(width)}  {shown}  {convention}")
     return "\n".join(lines)
 
 
@@ -348,6 +350,10 @@ def run_evaluation(
     if msf is None:
         msf = config.eval.msf
     sets = build_datasets(config, split).evaluation_sets(split)
+    for dataset in sets.values():
+        base, indices = innermost(dataset)
+        masks = [base.pairs[i][1] for i in indices]
+        refuse_empty_masks(masks, masks[0].parent if masks else Path(config.dataset.root))
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
