@@ -299,7 +299,7 @@ def test_a_data_set_of_empty_masks_is_refused_by_name_at_train_and_val(
     assert "4 of 4 masks are empty" in err and "synth-0000.png" in err and "Traceback" not in err
     assert not list(save_dir.glob("*/*/config.yaml"))  # no run started
     masks = sorted((root / "test" / "masks").iterdir())
-    with pytest.raises(DataError, match="4 of 4 masks are empty .*synth-0000.png"):
+    with pytest.raises(DataError, match=r"4 of 4 masks are empty .*synth-0000\.png"):
         refuse_empty_masks(masks, root / "test" / "masks")
     assert snapshot(root) == before
 

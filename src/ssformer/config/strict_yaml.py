@@ -47,4 +47,4 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_strict(text: str) -> Any:
     """``yaml.safe_load`` that raises :class:`DuplicateKeyError` for a key written twice."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_StrictLoader)

@@ -43,8 +43,8 @@ from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 __all__ = [
     "MANIFEST_NAME",
     "SPLIT_NAMES",
-    "SplitResult",
     "SourceChanges",
+    "SplitResult",
     "check_split",
     "default_output",
     "find_pair_dirs",

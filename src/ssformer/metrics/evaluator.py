@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import warnings
-
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
