@@ -226,6 +226,15 @@ def evaluate(
     return EvalOutput(metrics=results, per_image=per_image, num_images=num_images)
 
 
+def _refuse_empty_sets(sets: dict[str, Dataset]) -> None:
+    """Refuse a set whose masks are (nearly) all empty: its scores would measure nothing."""
+    for dataset in sets.values():
+        base, indices = innermost(dataset)
+        masks = [base.pairs[i][1] for i in indices]
+        if masks:
+            refuse_empty_masks(masks, masks[0].parent)
+
+
 def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     """A plain-text table: metric, value, convention (from ``METRIC_CONVENTIONS``)."""
     lines = [title] if title else []
@@ -350,10 +359,7 @@ def run_evaluation(
     if msf is None:
         msf = config.eval.msf
     sets = build_datasets(config, split).evaluation_sets(split)
-    for dataset in sets.values():
-        base, indices = innermost(dataset)
-        masks = [base.pairs[i][1] for i in indices]
-        refuse_empty_masks(masks, masks[0].parent if masks else Path(config.dataset.root))
+    _refuse_empty_sets(sets)
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
