@@ -8,7 +8,12 @@ and the fix; the user's files are byte-identical afterwards (sha256 snapshots).
 from __future__ import annotations
 
 import hashlib
+import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +54,30 @@ def tiny(root: Path, save_dir: Path, *extra: str) -> list[str]:
         "TRAIN.WORKERS=0",
         *extra,
     ]
+
+
+def cli_subprocess(
+    args: list[str], file_size_limit: int | None = None
+) -> subprocess.CompletedProcess:
+    """The CLI in a child process; with ``file_size_limit`` every larger write fails with
+    EFBIG, as on a full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ssformer", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        preexec_fn=limit if file_size_limit else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +347,108 @@ def test_the_pooled_2_class_metric_is_undefined_not_perfect_without_a_polyp_pixe
     assert "mIoU_2cls   undefined" in table and "100.0000" not in table
     evaluator.update_pooled(np.eye(32, dtype=np.int64), np.eye(32, dtype=np.int64))
     assert evaluator.compute()["mIoU_2cls"] == 100.0  # defined again once a polyp pixel exists
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained SegFormer MiT-B0 checkpoint (what it predicts does not matter here)."""
+    import torch
+
+    from ssformer.models import build_model, save_checkpoint_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "SegFormer_MiT-B0_Kvasir.pth"
+    return save_checkpoint_file(path, build_model("SegFormer", "MiT-B0", num_classes=1))
+
+
+def _video(path: Path, frames: int = 60) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
+    for i in range(frames):
+        writer.write(np.full((48, 64, 3), (i * 4) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_full_disk_while_writing_prediction_videos_fails_clearly(
+    tmp_path: Path, weights: Path
+) -> None:
+    clip = _video(tmp_path / "clip.mp4")
+    out = tmp_path / "pred"
+    args = ["predict", str(clip), "--weights", str(weights), "--out", str(out)]
+    args += ["--device", "cpu", "--size", "32"]
+    result = cli_subprocess(args, file_size_limit=4096)  # the kernel refuses larger writes
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "results in" not in result.stdout
+    assert f"could not write {out / 'clip_mask.mp4'}" in result.stderr
+    assert "cannot be opened as a video" in result.stderr or "frames" in result.stderr
+    assert "free on" in result.stderr
+    assert not list(out.glob("*.mp4")) and not list(out.glob(".*"))  # no broken or temporary file
+    # with room to write, the same command writes both videos, each readable with 60 frames
+    assert cli_subprocess(args).returncode == 0
+    import cv2
+
+    written = sorted(p for p in tmp_path.glob("pred*/*.mp4"))
+    assert [p.name for p in written] == ["clip_mask.mp4", "clip_overlay.mp4"]
+    for path in written:
+        capture = cv2.VideoCapture(str(path))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+        capture.release()
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        (["0"], "0 is outside 32..4096"),
+        (["-5"], "-5 is outside 32..4096"),
+        (["100000"], "100000 is outside 32..4096"),
+        (["1", "2", "3"], "not 3 numbers"),
+    ],
+)
+def test_a_bad_predict_size_is_refused_by_value(
+    tmp_path: Path, weights: Path, size: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(image)
+    out = tmp_path / "pred"
+    args = ["predict", str(image), "--weights", str(weights), "--out", str(out), "--device", "cpu"]
+    assert main([*args, "--size", *size]) == 2
+    err = capsys.readouterr().err
+    assert f"--size {' '.join(size)}: " in err and said in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_report_never_replaces_the_users_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssformer.report import build_report
+
+    runs = tmp_path / "runs"
+    run = runs / "SegFormer_MiT-B0_Kvasir" / "2026-01-01_00-00-00"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(KVASIR_CFG.read_text())
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val/mIoU_2cls": 50.0}\n')
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "results.md").write_text("my notes")
+    (out / "results.csv").write_text("my,table")
+    png = tmp_path / "results.png"
+    png.write_bytes(b"my image")
+    before = snapshot(tmp_path / "report") | {"png": hashlib.sha256(b"my image").hexdigest()}
+    args = ["report", str(runs), "--out", str(out), "--png", str(png), "--no-predictions"]
+    assert main([*args, "--skip-model-sizes"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out} already holds files; wrote to {tmp_path / 'report-2'} instead" in printed
+    assert f"{png} exists; wrote {tmp_path / 'results-2.png'}" in printed
+    after = snapshot(tmp_path / "report") | {"png": hashlib.sha256(png.read_bytes()).hexdigest()}
+    assert after == before
+    assert (tmp_path / "report-2" / "results.md").is_file()
+    assert (tmp_path / "results-2.png").read_bytes()[:4] == b"\x89PNG"
+    build_report([runs], out, png=png, predictions=False, model_sizes=False)  # a third time
+    assert (tmp_path / "report-3" / "results.md").is_file() and (
+        tmp_path / "results-3.png"
+    ).is_file()

@@ -32,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="default: TEST.MODEL_PATH")
     add_config_arguments(parser, required=False)
     parser.add_argument("--out", type=Path, default=None, help="output folder")
-    parser.add_argument("--size", type=int, nargs="+", default=None, help="inference size")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"inference size: SIDE or H W, each {SIZE_RANGE[0]}..{SIZE_RANGE[1]} pixels",
+    )
     parser.add_argument(
         "--overlay", action=argparse.BooleanOptionalAction, default=None, help="write overlays"
     )
@@ -57,6 +63,32 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
         "exported to ONNX first (ssformer export keeps such a file); fp32 unless the export "
         "says otherwise",
     )
+
+
+SIZE_RANGE = (32, 4096)
+"""The inference sizes ``--size`` accepts (a side under 32 leaves the last stage of the backbone
+no pixel; one over 4096 needs more memory than any GPU has at these models' widths)."""
+
+
+def validated_size(values: list[int]) -> tuple[int, int]:
+    """``--size SIDE`` or ``--size H W`` as ``(h, w)``, or :class:`ConfigError` naming the
+    values and the accepted range."""
+    from ssformer.errors import ConfigError
+
+    low, high = SIZE_RANGE
+    given = " ".join(str(v) for v in values)
+    if len(values) not in (1, 2):
+        raise ConfigError(
+            f"--size {given}: give one side (--size 352) or height and width (--size 352 416), "
+            f"not {len(values)} numbers"
+        )
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise ConfigError(
+            f"--size {given}: {', '.join(str(v) for v in bad)} is outside {low}..{high} pixels; "
+            "the models were trained at 352 (--size 352), which is the usual choice"
+        )
+    return (values[0], values[-1])
 
 
 def _config_weights(config: Config) -> Path | None:
@@ -113,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         )
     info = exported_info(weights)
     if args.size:
-        size = (args.size[0], args.size[-1])
+        size = validated_size(args.size)
     elif config is not None:
         size = tuple(config.test.image_size)
     elif info is not None:

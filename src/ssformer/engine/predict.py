@@ -34,7 +34,7 @@ from ssformer.data.decode import decode_image
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
-from ssformer.io.atomic import atomic_target
+from ssformer.io.atomic import atomic_target, storage_error
 from ssformer.metrics import resize_probability
 from ssformer.registry import IMAGE_SUFFIXES
 
@@ -197,7 +197,7 @@ def _predict_video(
         targets.append(out_dir / f"{path.stem}_overlay.mp4")
     temps = [t.with_name(f".{t.stem}.tmp{os.getpid()}.mp4") for t in targets]
     writers: list[cv2.VideoWriter] = []
-    frames = 0
+    frames = width = height = 0
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     bar = tqdm(total=count, desc=path.name, unit="frame", disable=not progress, leave=False)
     try:
@@ -226,13 +226,48 @@ def _predict_video(
         capture.release()
         for writer in writers:
             writer.release()
-    if frames == 0:
+    try:
+        if frames == 0:
+            raise DataError(f"{path} has no readable frames")
+        for temp, target in zip(temps, targets, strict=True):
+            _verify_video(temp, target, frames, (width, height))
+        for temp, target in zip(temps, targets, strict=True):
+            os.replace(temp, target)
+    finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
-        raise DataError(f"{path} has no readable frames")
-    for temp, target in zip(temps, targets, strict=True):
-        os.replace(temp, target)
     return targets, frames
+
+
+def _verify_video(temp: Path, target: Path, frames: int, size: tuple[int, int]) -> None:
+    """Check a written video before it takes its name: it opens, holds ``frames`` frames of
+    ``size`` (w, h), and its last frame decodes. OpenCV's writer reports no failed write (a
+    full disk leaves a file no player opens), so this is where one is caught:
+    :class:`StorageError` with the path, the reason and the free space, as for images."""
+    reason = None
+    capture = cv2.VideoCapture(str(temp)) if temp.is_file() else None
+    try:
+        if capture is None or not capture.isOpened():
+            reason = "the video writer left a file that cannot be opened as a video"
+        else:
+            stored = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            shape = (
+                int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            )
+            capture.set(cv2.CAP_PROP_POS_FRAMES, max(frames - 1, 0))
+            if stored != frames or shape != size:
+                reason = (
+                    f"the video holds {stored} frames of {shape[0]}x{shape[1]}, not the "
+                    f"{frames} frames of {size[0]}x{size[1]} written"
+                )
+            elif not capture.read()[0]:
+                reason = "its last frame cannot be read back"
+    finally:
+        if capture is not None:
+            capture.release()
+    if reason is not None:
+        raise storage_error(target, OSError(None, f"{reason} (disk full or not writable?)"))
 
 
 def predict_paths(
