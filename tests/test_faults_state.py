@@ -454,3 +454,42 @@ def test_report_never_replaces_the_users_files(
     assert (tmp_path / "report-3" / "results.md").is_file() and (
         tmp_path / "results-3.png"
     ).is_file()
+
+
+# ----------------------------------------------------------------------------- the data cache
+
+
+@pytest.mark.parametrize("how", ["rewritten-in-place", "renamed-over"])
+def test_a_replaced_file_of_the_same_size_and_time_is_never_served_from_the_cache(
+    tmp_path: Path, how: str
+) -> None:
+    """Two real CVC-ClinicDB frames stored as BMP (same byte size); the first is replaced by
+    the second with its modification time set back: the cache gives the new pixels."""
+    from realdata import CVC_STEMS, real_subset
+
+    from ssformer.data.datasets import PolypDataset
+
+    source = real_subset("CVC-ClinicDB", CVC_STEMS[:2], tmp_path / "real")
+    root = tmp_path / "data"
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True)
+        for path in sorted((source / folder).iterdir()):
+            Image.open(path).save(root / folder / f"{path.stem}.bmp")
+    first, second = sorted((root / "images").iterdir())
+    assert first.stat().st_size == second.stat().st_size
+    dataset = PolypDataset(root, (64, 64), cache=True)
+    old = dataset.resized_pair(0)[0].copy()
+    stat = first.stat()
+    if how == "rewritten-in-place":
+        first.write_bytes(second.read_bytes())
+    else:
+        shutil.copyfile(second, root / "new.bmp")
+        (root / "new.bmp").replace(first)
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and time as before
+    assert (first.stat().st_size, first.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    again = PolypDataset(root, (64, 64), cache=True)
+    new = again.resized_pair(0)[0]
+    assert not np.array_equal(new, old)
+    assert np.array_equal(new, again.resized_pair(1)[0])  # the pixels of the file now there
+    assert again.cache is not None and again.cache.misses == 2
+    assert len(list((root / ".cache").rglob(f"{first.stem}.*.npy"))) == 1  # stale entry gone
