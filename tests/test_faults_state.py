@@ -493,3 +493,82 @@ def test_a_replaced_file_of_the_same_size_and_time_is_never_served_from_the_cach
     assert np.array_equal(new, again.resized_pair(1)[0])  # the pixels of the file now there
     assert again.cache is not None and again.cache.misses == 2
     assert len(list((root / ".cache").rglob(f"{first.stem}.*.npy"))) == 1  # stale entry gone
+
+
+# ----------------------------------------------------------------------------- tracebacks
+
+
+@pytest.mark.slow
+def test_a_run_folder_deleted_during_training_stops_clearly_and_is_not_recreated(
+    split_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssformer.config import load_config
+    from ssformer.engine.train import run_training
+    from ssformer.errors import StorageError
+
+    save_dir = tmp_path / "output"
+    config = load_config(KVASIR_CFG, tiny(split_root, save_dir, "TRAIN.EPOCHS=2"))
+    deleted: list[Path] = []
+
+    def delete_the_run(epoch: int, step: int) -> None:  # the user's `rm -r` mid-epoch
+        if not deleted:
+            (run,) = save_dir.glob("*/*/config.yaml")
+            shutil.rmtree(run.parent)
+            deleted.append(run.parent)
+
+    with pytest.raises(StorageError, match="was deleted or moved during training") as caught:
+        run_training(config, progress=False, echo=None, on_step=delete_the_run)
+    assert str(deleted[0]) in str(caught.value) and "without --resume" in str(caught.value)
+    assert not deleted[0].exists()  # not recreated without its config.yaml
+    assert "was deleted or moved" in (save_dir / "logs_txt" / "Kvasir.log").read_text()
+    # the same from the CLI: exit 2, no traceback
+    code = main(
+        ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set", *tiny(split_root, save_dir)]
+    )
+    assert code == 0 and len(list(save_dir.glob("*/*/config.yaml"))) == 1
+    del load_config
+
+
+def test_a_huge_batch_size_is_refused_at_load_and_leaves_no_run(
+    split_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = tmp_path / "output"
+    args = ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set"]
+    value = "TRAIN.BATCH_SIZE=99999999999999999999"
+    assert main([*args, *tiny(split_root, save_dir, value)]) == 2
+    err = capsys.readouterr().err
+    assert f"--set {value}" in err and "an integer from 1 to 65536" in err
+    assert "Traceback" not in err and not save_dir.exists()
+
+
+def test_unclear_paths_are_named_for_what_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    for args in (["check-data", str(a_file)], ["split", str(a_file)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"{a_file} is a file, not a folder" in err and "Traceback" not in err
+    save_dir = tmp_path / "output"
+    train = ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set"]
+    assert main([*train, *tiny(a_file, save_dir)]) == 2
+    assert f"DATASET.ROOT={a_file} is a file, not a folder" in capsys.readouterr().err
+    assert main(["train", "--cfg", str(tmp_path), "--set", f"SAVE_DIR={save_dir}"]) == 2
+    assert f"--cfg '{tmp_path}' is a folder, not a config file" in capsys.readouterr().err
+    image = tmp_path / "frame.png"
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(image)
+    args = ["predict", str(image), "--weights", str(tmp_path), "--out", str(tmp_path / "p")]
+    assert main(args) == 2
+    assert f"weights file {tmp_path} is a folder, not a file" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+
+
+def test_a_key_set_twice_blames_the_set_that_was_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_dir = tmp_path / "output"
+    args = ["train", "--cfg", str(KVASIR_CFG), "--set", f"SAVE_DIR={save_dir}"]
+    assert main([*args, "TRAIN.EPOCHS=2", "TRAIN.EPOCHS=x"]) == 2
+    err = capsys.readouterr().err
+    assert "--set TRAIN.EPOCHS=x (over" in err and "TRAIN.EPOCHS=2 (over" not in err

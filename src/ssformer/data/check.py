@@ -22,6 +22,7 @@ from PIL import Image
 from ssformer.data.decode import MASK_RULES, decode_image, exif_orientation, read_mask_grey
 from ssformer.data.layout import ignored_files, image_files
 from ssformer.errors import DataError
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
 
 __all__ = [
@@ -100,7 +101,10 @@ def dataset_folders(root: Path) -> list[Path]:
     """The ``images``/``masks`` folders' parents under ``root`` (itself, a split or PraNet)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist")
+        raise DataError(
+            f"dataset folder {root} {why_not_folder(root)}; give the folder that holds "
+            "images/ and masks/ (or train/val/test)"
+        )
 
     def is_pair_dir(folder: Path) -> bool:
         return any((folder / n).is_dir() for n in IMAGE_DIR_NAMES) or any(

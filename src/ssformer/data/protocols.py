@@ -28,6 +28,7 @@ from ssformer.data.recipes import RecipeEvalDataset
 from ssformer.data.split import MANIFEST_NAME, stale_split_problems
 from ssformer.data.transforms import build_eval_transform, build_train_transform
 from ssformer.errors import ConfigError, DataError
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import PRANET_TEST_SETS
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ def build_datasets(config: Config, split: str | None = None) -> ProtocolData:
     root = Path(config.dataset.root)
     if not root.is_dir():
         raise DataError(
-            f"DATASET.ROOT={root} does not exist; download the data (`ssformer download ...`) "
-            "and split it (`ssformer split ...`), or generate synthetic data (`ssformer demo`)"
+            f"DATASET.ROOT={root} {why_not_folder(root)}; point it at a data folder, or download "
+            "the data (`ssformer download data kvasir-seg`) and split it (`ssformer split "
+            "data/Kvasir-SEG`), or generate synthetic data (`ssformer demo`)"
         )
     if config.dataset.protocol == "pranet":
         return _pranet(config, root, split)

@@ -38,6 +38,7 @@ from ssformer.data.identity import identify_dataset
 from ssformer.data.layout import ignored_files, image_files
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
 __all__ = [
@@ -78,7 +79,10 @@ def find_pair_dirs(root: Path) -> tuple[Path, Path]:
     """Return ``(images_dir, masks_dir)`` of ``root``, accepting the usual folder names."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+        raise DataError(
+            f"dataset folder {root} {why_not_folder(root)}; give the folder that holds "
+            "images/ and masks/"
+        )
     images = next((root / n for n in IMAGE_DIR_NAMES if (root / n).is_dir()), None)
     masks = next((root / n for n in MASK_DIR_NAMES if (root / n).is_dir()), None)
     if images is None or masks is None:
