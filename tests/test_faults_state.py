@@ -521,12 +521,11 @@ def test_a_run_folder_deleted_during_training_stops_clearly_and_is_not_recreated
     assert str(deleted[0]) in str(caught.value) and "without --resume" in str(caught.value)
     assert not deleted[0].exists()  # not recreated without its config.yaml
     assert "was deleted or moved" in (save_dir / "logs_txt" / "Kvasir.log").read_text()
-    # the same from the CLI: exit 2, no traceback
+    # a new run of the same command trains in a folder of its own
     code = main(
         ["train", "--cfg", str(KVASIR_CFG), "--no-progress", "--set", *tiny(split_root, save_dir)]
     )
     assert code == 0 and len(list(save_dir.glob("*/*/config.yaml"))) == 1
-    del load_config
 
 
 def test_a_huge_batch_size_is_refused_at_load_and_leaves_no_run(
@@ -572,3 +571,22 @@ def test_a_key_set_twice_blames_the_set_that_was_used(
     assert main([*args, "TRAIN.EPOCHS=2", "TRAIN.EPOCHS=x"]) == 2
     err = capsys.readouterr().err
     assert "--set TRAIN.EPOCHS=x (over" in err and "TRAIN.EPOCHS=2 (over" not in err
+
+
+def test_webp_gif_and_sub_folders_are_named_for_what_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _pairs(tmp_path / "data", n=10)
+    frame = np.full((40, 48, 3), 90, np.uint8)
+    Image.fromarray(frame).save(root / "images" / "late.webp")
+    Image.fromarray(frame).save(root / "images" / "late.gif")
+    (root / "images" / "more").mkdir()
+    Image.fromarray(frame).save(root / "images" / "more" / "x.png")
+    assert main(["check-data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "late.webp: a WebP image, which the loaders do not read" in out
+    assert "late.gif: a GIF image" in out and "convert it to PNG" in out
+    assert f"{root / 'images' / 'more'}: a folder inside images/: its files are not read" in out
+    assert main(["split", str(root), "--output", str(tmp_path / "split")]) == 0
+    out = capsys.readouterr().out
+    assert "late.webp: a WebP image" in out and "left out" in out and "more: a folder" in out

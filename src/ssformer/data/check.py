@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ssformer.data.decode import MASK_RULES, decode_image, exif_orientation, read_mask_grey
-from ssformer.data.layout import ignored_files, image_files
+from ssformer.data.layout import ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
 from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
@@ -152,7 +152,7 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
     for folder_, kind in ((images_dir, "image"), (masks_dir, "mask")):
         for path in ignored_files(folder_):
             report.problems.append(
-                Problem("warning", path, f"not an image file; ignored as a {kind}")
+                Problem("warning", path, f"{ignored_reason(path)}; ignored as a {kind}")
             )
     images, masks = _by_stem(image_files(images_dir)), _by_stem(image_files(masks_dir))
     for files, kind in ((images, "image"), (masks, "mask")):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.data.identity import identify_dataset
-from ssformer.data.layout import ignored_files, image_files
+from ssformer.data.layout import ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.io.paths import why_not_folder
@@ -221,7 +221,7 @@ def ignored_warnings(root: Path) -> list[str]:
     """One line per file of ``root``'s image and mask folders that is not an image file (left
     out of the split, as the loaders leave it out)."""
     return [
-        f"{path}: not an image file; left out"
+        f"{path}: {ignored_reason(path)}; left out"
         for folder in find_pair_dirs(root)
         for path in ignored_files(folder)
     ]

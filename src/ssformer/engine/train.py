@@ -526,6 +526,11 @@ def _load_data(config: Config, ctx: DistContext, log: Callable[[str], None]) -> 
             report.raise_if_broken()
             for line in report.note_lines():
                 log(line)
+            if report.warnings:
+                log(
+                    f"warning: the data check found {len(report.warnings)} thing(s) to look at "
+                    f"(e.g. {report.warnings[0]}); `ssformer check-data {root}` lists them all"
+                )
         except DataError as error:
             problem = str(error)
     problem = broadcast_object(ctx, problem)
