@@ -590,3 +590,37 @@ def test_webp_gif_and_sub_folders_are_named_for_what_they_are(
     assert main(["split", str(root), "--output", str(tmp_path / "split")]) == 0
     out = capsys.readouterr().out
     assert "late.webp: a WebP image" in out and "left out" in out and "more: a folder" in out
+
+
+def test_an_export_whose_checkpoint_changed_gets_a_note(tmp_path: Path, weights: Path) -> None:
+    """The sidecar's record of the checkpoint an export came from is compared with that file
+    (exporting for real takes a minute on a busy CPU; the comparison is what is tested)."""
+    import torch
+
+    from ssformer.deploy.runtimes import stale_export_note
+    from ssformer.deploy.sidecar import ExportInfo
+    from ssformer.io.digest import sha256_file
+    from ssformer.models import build_model, save_checkpoint_file
+
+    checkpoint = tmp_path / "best.pth"
+    shutil.copyfile(weights, checkpoint)
+    info = ExportInfo(
+        file_format="onnx",
+        precision="fp32",
+        model="SegFormer",
+        backbone="MiT-B0",
+        num_classes=1,
+        image_size=(64, 64),
+        dynamic={"batch": True, "height": True, "width": True},
+        source={"weights": str(checkpoint), "sha256": sha256_file(checkpoint)},
+    )
+    onnx = tmp_path / "model.onnx"
+    assert stale_export_note(onnx, info) is None  # the checkpoint is as it was exported
+    torch.manual_seed(1)  # the user trains on and saves other weights under the same name
+    save_checkpoint_file(checkpoint, build_model("SegFormer", "MiT-B0", num_classes=1))
+    note = stale_export_note(onnx, info)
+    assert note is not None
+    assert f"note: {onnx} was exported from {checkpoint}, which has changed since" in note
+    assert f"`ssformer export --weights {checkpoint} --format onnx`" in note
+    checkpoint.unlink()
+    assert stale_export_note(onnx, info) is None  # nothing to compare with: no claim made
