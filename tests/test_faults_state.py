@@ -624,3 +624,18 @@ def test_an_export_whose_checkpoint_changed_gets_a_note(tmp_path: Path, weights:
     assert f"`ssformer export --weights {checkpoint} --format onnx`" in note
     checkpoint.unlink()
     assert stale_export_note(onnx, info) is None  # nothing to compare with: no claim made
+
+
+def test_predict_reads_an_exif_rotated_image_as_training_does_and_says_so(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns it 90 degrees clockwise
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(image, exif=exif)
+    out = tmp_path / "pred"
+    args = ["predict", str(image), "--weights", str(weights), "--out", str(out)]
+    assert main([*args, "--device", "cpu", "--size", "32", "--no-overlay"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: EXIF orientation 6: segmented as stored, as training and evaluation" in printed
+    assert np.asarray(Image.open(out / "rotated_mask.png")).shape == (40, 48)  # as stored

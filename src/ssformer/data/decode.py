@@ -10,8 +10,9 @@ Images become RGB uint8 ``[H, W, 3]``:
   reads 16-bit RGB PNGs; without this, PIL clips them to 255 (an almost white image);
 - 32-bit float and other integer ranges: refused, naming the file and its mode;
 - EXIF orientation: the pixels as stored, not rotated, as PIL, torchvision and the reference
-  pipelines read them (a mask is drawn on the stored pixels); ``check-data`` notes such images.
-  ``ssformer predict`` reads what a viewer shows (``oriented=True``).
+  pipelines read them (a mask is drawn on the stored pixels), by every reader: training,
+  evaluation and ``ssformer predict`` alike; ``check-data`` and ``predict`` note such images.
+  ``oriented=True`` gives what a viewer shows.
 
 Masks become grey uint8 ``[H, W]``, which each metric convention binarises (``> 128`` or
 ``== 255``):

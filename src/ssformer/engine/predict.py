@@ -27,10 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ssformer.data.decode import decode_image
+from ssformer.data.decode import decode_image, exif_orientation
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
@@ -168,9 +169,25 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """The image as a viewer shows it (EXIF orientation applied), decoded in full: a truncated
+    """The image's pixels as stored, decoded in full, by the rule training and evaluation
+    read it with (an EXIF rotation is not applied; :func:`_rotation_note` says so); a truncated
     file is refused, as ``check-data`` refuses it (see :mod:`ssformer.data.decode`)."""
-    return decode_image(path, oriented=True)
+    return decode_image(path)
+
+
+def _rotation_note(path: Path) -> str:
+    """`` (note: ...)`` for an image that carries an EXIF rotation, else ``""``."""
+    try:
+        with Image.open(path) as img:
+            orientation = exif_orientation(img)
+    except OSError:
+        return ""
+    if orientation == 1:
+        return ""
+    return (
+        f" (note: EXIF orientation {orientation}: segmented as stored, as training and "
+        "evaluation read it, so its mask and overlay are not rotated the way a viewer shows it)"
+    )
 
 
 def _predict_image(predictor: Predictor, path: Path, out_dir: Path, overlay: bool) -> list[Path]:
@@ -299,7 +316,7 @@ def predict_paths(
         else:
             written = _predict_image(predictor, path, result.out_dir, overlay)
             result.images += 1
-            note = ""
+            note = _rotation_note(path)
         result.files.extend(written)
         if echo is not None:
             echo(f"{path} -> {', '.join(str(p) for p in written)}{note}")
