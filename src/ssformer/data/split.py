@@ -387,7 +387,8 @@ def _update_split(manifest: dict, manifest_path: Path, root: Path) -> SplitResul
     lacks_identity = "identity" not in manifest
     recorded = _recorded_files(manifest)
     for path in changes.changed:
-        kind = "images" if path.parent.name == manifest["source_dirs"]["images"] else "masks"
+        image_dir = manifest.get("source_dirs", {}).get("images", "images")
+        kind = "images" if path.parent.name == image_dir else "masks"
         split = recorded[kind][path.name][0]
         _place(path, output / split / kind / path.name)
         key = "image" if kind == "images" else "mask"
