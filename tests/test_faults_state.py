@@ -639,3 +639,42 @@ def test_predict_reads_an_exif_rotated_image_as_training_does_and_says_so(
     printed = capsys.readouterr().out
     assert "note: EXIF orientation 6: segmented as stored, as training and evaluation" in printed
     assert np.asarray(Image.open(out / "rotated_mask.png")).shape == (40, 48)  # as stored
+
+
+def test_an_interrupted_sweep_entry_is_resumed_only_with_its_own_settings(
+    split_root: Path, tmp_path: Path
+) -> None:
+    """What the sweep decides is under test; the trainer is a stand-in that makes a run folder
+    with a last.pth and is interrupted (or finishes)."""
+    from ssformer.sweep import entry_state, run_sweep
+
+    save_dir = tmp_path / "output"
+    calls: list[Path | None] = []
+
+    class Result:
+        def __init__(self, run_dir: Path) -> None:
+            self.run_dir, self.best_metric, self.best_metric_name = run_dir, 0.5, "Dice@0.5"
+
+    def trainer(config, *, resume, progress, echo, interrupt=False):
+        calls.append(resume)
+        run_dir = resume or Path(config.save_dir) / config.run_name / f"run-{len(calls)}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "last.pth").write_bytes(b"state")
+        if interrupt:
+            raise KeyboardInterrupt
+        return Result(run_dir)
+
+    plan = plan_sweep([KVASIR_CFG], tiny(split_root, save_dir))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan, trainer=lambda c, **k: trainer(c, **k, interrupt=True))
+    first_run = save_dir / plan[0].config.run_name / "run-1"
+    assert entry_state(plan[0]).action == "resume"
+
+    changed = plan_sweep([KVASIR_CFG], tiny(split_root, save_dir, "OPTIMIZER.LR=0.001"))
+    state = entry_state(changed[0])
+    assert state.action == "train" and state.changes == ("OPTIMIZER.LR: 0.000149 -> 0.001",)
+    assert "running with other settings" in state.describe()
+    run_sweep(changed, trainer=trainer)
+    assert calls[-1] is None  # trained afresh: never resumed with other settings
+    assert (first_run / "last.pth").read_bytes() == b"state"  # the interrupted run is kept
+    assert entry_state(changed[0]).action == "skip"
