@@ -243,7 +243,7 @@ def test_a_32_bit_float_image_is_refused_by_name_and_leaves_no_run(
     assert snapshot(root) == before
 
 
-def test_exif_rotation_is_noted_and_predict_shows_the_viewer_orientation(
+def test_exif_rotation_is_noted_and_the_stored_pixels_are_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = pair_folder(tmp_path / "data", n=2)

@@ -257,11 +257,13 @@ def test_pooled_two_class_hand_computed() -> None:
     iou_fg = 2 / (3 + 3 - 2)
     assert res["mIoU_2cls"] == pytest.approx(100 * (iou_bg + iou_fg) / 2)
     assert res["mDice_2cls"] == pytest.approx(100 * (2 * 2 / 6 + 2 * 2 / 6) / 2)
-    # ignore_index drops pixels; a class absent from both GT and prediction is skipped (NaN)
+    # ignore_index drops pixels; without a polyp pixel in the GT the mean is undefined (NaN,
+    # with a warning), not the background's 100 alone (the study's nan-mean would say 100)
     ev2 = SegmentationEvaluator(["mIoU_2cls"])
     ev2.update_pooled(np.array([0, 0, 0]), np.array([0, 255, 0]), ignore_index=255)
     assert ev2.confusion_matrix.tolist() == [[2, 0], [0, 0]]
-    assert ev2.compute()["mIoU_2cls"] == pytest.approx(100.0)
+    with pytest.warns(UserWarning, match="no polyp pixel"):
+        assert np.isnan(ev2.compute()["mIoU_2cls"])
 
 
 def test_pooled_matches_seed_style_confusion() -> None:

@@ -5,7 +5,11 @@ A sweep is one or more config files (datasets) whose ``MODEL.NAME`` / ``MODEL.BA
 of seeds. :func:`plan_sweep` expands it into :class:`PlannedRun` entries; :func:`run_sweep` trains
 them one after another and keeps a small ledger per entry in ``SAVE_DIR/sweep/<key>.json``:
 
-- ``finished``: skipped when the sweep is started again;
+- ``finished``: skipped when the sweep is started again, as long as the entry's result settings
+  (:func:`ssformer.config.fingerprint.result_settings`: every key but device, workers and
+  folders) are the ones it finished with; an entry whose settings changed is a new entry,
+  trained again in a new run folder (the earlier one is kept), and the sweep names the changed
+  keys with their old and new values;
 - ``running``: the sweep was stopped (killed, machine gone) during this entry; starting the sweep
   again resumes its newest run folder that has a ``last.pth`` (or starts it afresh when the run
   had not finished an epoch yet; the unfinished folder is left as it is);
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ssformer.config.fingerprint import describe_changes, result_settings
 from ssformer.errors import ConfigError
 from ssformer.io.atomic import write_text_atomic
 
@@ -135,6 +140,72 @@ def resumable_run(entry: PlannedRun, ledger: dict[str, Any]) -> Path | None:
     return max(candidates, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime)
 
 
+def _recorded_settings(ledger: dict[str, Any]) -> dict[str, Any] | None:
+    """The result settings an entry ran with: recorded in its ledger, or (a ledger written
+    before they were recorded) read from its run folder's ``config.yaml``; None when neither."""
+    if isinstance(ledger.get("settings"), dict):
+        return ledger["settings"]
+    run_dir = ledger.get("run_dir")
+    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+        return None
+    from ssformer.config import load_config
+
+    try:
+        return result_settings(load_config(Path(run_dir) / "config.yaml"))
+    except ConfigError:
+        return None
+
+
+@dataclass(frozen=True)
+class EntryState:
+    """What the sweep will do with one entry, and why.
+
+    ``action`` is ``skip`` (finished with these settings), ``train`` (new, failed before, or
+    changed since it finished or was interrupted), or ``resume`` (interrupted, same settings).
+    """
+
+    action: str
+    status: str
+    changes: tuple[str, ...] = ()
+    resume: Path | None = None
+    note: str = ""
+
+    def describe(self, epochs_before: object = None) -> str:
+        """One line for ``--dry-run`` and the sweep's log."""
+        if self.action == "skip":
+            return f"finished before ({epochs_before} ep), will be skipped{self.note}"
+        if self.action == "resume":
+            return f"interrupted, will resume {self.resume}"
+        if self.changes:
+            return (
+                f"{self.status} with other settings ({'; '.join(self.changes)}): will be "
+                "trained again as a new entry in a new run folder (the earlier one is kept)"
+            )
+        return {
+            "failed": "failed before, will be retried",
+            "running": "interrupted before its first epoch ended, will be trained afresh",
+        }.get(self.status, "will be trained")
+
+
+def entry_state(entry: PlannedRun, ledger: dict[str, Any] | None = None) -> EntryState:
+    """Compare an entry's ledger and recorded settings with its config: what to do with it."""
+    ledger = read_ledger(entry.ledger_path) if ledger is None else ledger
+    status = str(ledger.get("status", "new"))
+    if status not in ("finished", "running"):
+        return EntryState("train", status)
+    recorded = _recorded_settings(ledger)
+    changes = (
+        () if recorded is None else tuple(describe_changes(recorded, result_settings(entry.config)))
+    )
+    if changes:
+        return EntryState("train", status, changes)
+    if status == "finished":
+        note = "" if recorded is not None else " (its settings were not recorded: not compared)"
+        return EntryState("skip", status, note=note)
+    resume = resumable_run(entry, ledger)
+    return EntryState("train" if resume is None else "resume", status, resume=resume)
+
+
 Trainer = Callable[..., "RunResult"]
 
 
@@ -159,19 +230,22 @@ def run_sweep(
     for number, entry in enumerate(plan, start=1):
         label = f"[{number}/{len(plan)}] {entry.key}"
         ledger = read_ledger(entry.ledger_path)
-        status = ledger.get("status")
-        if status == "finished":
-            say(f"{label}: finished before ({ledger.get('run_dir')}), skipped")
+        state = entry_state(entry, ledger)
+        if state.action == "skip":
+            say(f"{label}: finished before ({ledger.get('run_dir')}), skipped{state.note}")
             summary.skipped.append(entry.key)
             summary.results[entry.key] = Path(ledger.get("run_dir", ""))
             continue
-        resume = resumable_run(entry, ledger) if status == "running" else None
+        resume = state.resume
         if resume is None:
+            if state.changes:
+                say(f"{label}: {state.describe()}; before: {ledger.get('run_dir')}")
             ledger = {
                 "status": "running",
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "folders_before": sorted(_run_folders(entry.experiment_dir)),
                 "config": str(entry.config.source),
+                "settings": result_settings(entry.config),
             }
             write_ledger(entry.ledger_path, ledger)
             say(f"{label}: training")
@@ -320,7 +394,9 @@ def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate]
     rows = []
     total = 0.0
     for entry in plan:
-        status = read_ledger(entry.ledger_path).get("status", "new")
+        ledger = read_ledger(entry.ledger_path)
+        state = entry_state(entry, ledger)
+        status = "finished" if state.action == "skip" else state.action
         cost = ""
         if estimates is not None:
             estimate = estimates[entry.key]
@@ -337,6 +413,8 @@ def describe_plan(plan: Sequence[PlannedRun], estimates: dict[str, CostEstimate]
             f"{entry.key:<44} {status:<9} {config.train.epochs:>4} ep  "
             f"bs {config.train.batch_size:<3} {cost}"
         )
+        done_epochs = (ledger.get("settings") or {}).get("TRAIN.EPOCHS", config.train.epochs)
+        rows.append(f"    {state.describe(done_epochs)}")
     text = "\n".join(rows)
     if estimates is not None:
         hows = sorted({estimate.how for estimate in estimates.values()})

@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="H [W]",
-        help="inference size (default: the size the weights were evaluated at, when they record "
-        "it; else TEST.IMAGE_SIZE or 352); inputs may follow it",
+        help="inference size, each side 32..4096 (default: the size the weights were evaluated at, "
+        "when they record it; else TEST.IMAGE_SIZE or 352); inputs may follow it",
     )
     parser.add_argument(
         "--overlay", action=argparse.BooleanOptionalAction, default=None, help="write overlays"
@@ -66,29 +66,38 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SIZE_RANGE = (32, 4096)
+"""The inference sizes ``--size`` accepts (a side under 32 leaves the last stage of the backbone
+no pixel; one over 4096 needs more memory than any GPU has at these models' widths)."""
+
+
 def split_size_argument(values: list[str] | None) -> tuple[tuple[int, int] | None, list[Path]]:
-    """``--size H [W]`` followed by inputs (``--size 96 clip.mp4``): the size and the inputs
-    after it. A size is one or two whole numbers from 16 to 4096."""
+    """``--size SIDE`` or ``--size H W``, inputs may follow (``--size 96 clip.mp4``): the size
+    ``(h, w)`` and the inputs after it, or :class:`ConfigError` naming the values and the range."""
     from ssformer.errors import ConfigError
 
     if not values:
         return None, []
-    numbers = []
-    for value in values[:2]:
-        if not value.lstrip("+-").isdigit():
-            break
-        numbers.append(int(value))
-    if not numbers:
+    count = 0
+    while count < len(values) and values[count].lstrip("+-").isdigit():
+        count += 1
+    given = " ".join(values[: max(count, 1)])
+    if count == 0:
+        raise ConfigError(f"--size {given}: give the height (and width) in pixels, e.g. --size 352")
+    if count > 2:
         raise ConfigError(
-            f"--size {values[0]}: give the height (and width) in pixels, e.g. --size 352"
+            f"--size {given}: give one side (--size 352) or height and width (--size 352 416), "
+            f"not {count} numbers"
         )
-    bad = [n for n in numbers if not 16 <= n <= 4096]
+    numbers = [int(v) for v in values[:count]]
+    low, high = SIZE_RANGE
+    bad = [n for n in numbers if not low <= n <= high]
     if bad:
         raise ConfigError(
-            f"--size {' '.join(map(str, numbers))}: {bad[0]} is not a usable input size; give "
-            "whole numbers from 16 to 4096 (multiples of 32 suit the models), e.g. --size 352"
+            f"--size {given}: {', '.join(map(str, bad))} is outside {low}..{high} pixels; the "
+            "models were trained at 352 (--size 352), which is the usual choice"
         )
-    return (numbers[0], numbers[-1]), [Path(v) for v in values[len(numbers) :]]
+    return (numbers[0], numbers[-1]), [Path(v) for v in values[count:]]
 
 
 def inference_size(

@@ -60,9 +60,14 @@ def run(args: argparse.Namespace) -> int:
     for line in ignored_warnings(args.root):
         print(f"warning: {line}")
     counts = "/".join(str(len(result.files[s])) for s in ("train", "val", "test"))
-    if not result.created:
+    for path in result.updated:
+        print(f"updated: {path} changed since the split; placed again, manifest updated")
+    if result.updated:
+        print(f"{result.output}: {len(result.updated)} file(s) updated ({counts} pairs)")
+    elif not result.created:
         print(
-            f"{result.output}: split already exists with these parameters ({counts}); nothing to do"
+            f"{result.output}: split already exists with these parameters ({counts}) and matches "
+            "its source; nothing to do"
         )
     else:
         print(

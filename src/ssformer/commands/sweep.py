@@ -15,8 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train each combination of the configs' MODEL.NAME x MODEL.BACKBONE lists (the study's "
             "*-auto.yaml files), for each --cfg (dataset) and each --seeds value, in its own run "
-            "folder. Finished runs are skipped, an interrupted run is resumed, a failed run is "
-            "reported at the end without stopping the others. State: SAVE_DIR/sweep/*.json."
+            "folder. Finished runs are skipped (one whose settings changed since, e.g. "
+            "TRAIN.EPOCHS, OPTIMIZER.LR or DATASET.ROOT, is trained again and the changes are "
+            "named), an interrupted run is resumed, a failed run is reported at the end without "
+            "stopping the others. --dry-run says what will happen to each entry. State: "
+            "SAVE_DIR/sweep/*.json."
         ),
     )
     parser.add_argument(
@@ -27,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", type=int, nargs="+", default=[], metavar="S", help="repeat the grid per seed"
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="list the plan and its state, train nothing"
+        "--dry-run",
+        action="store_true",
+        help="list the plan, each entry's state and what the sweep will do with it; train nothing",
     )
     parser.add_argument(
         "--estimate",

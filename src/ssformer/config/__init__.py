@@ -85,6 +85,12 @@ def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and stem in packaged:
         return packaged[stem]
+    if path.is_dir():
+        raise ConfigError(
+            f"--cfg {str(path)!r} is a folder, not a config file: give a .yaml file "
+            f"(e.g. {path / 'config.yaml'} of a run folder) or a packaged config "
+            f"({', '.join(packaged) or 'none'})"
+        )
     hint = difflib.get_close_matches(stem, list(packaged), n=1)
     did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
     raise ConfigError(
@@ -107,7 +113,7 @@ def load_configs(path: str | os.PathLike[str], overrides: Sequence[str] = ()) ->
 def _blame_override(error: ConfigError, source: str, overrides: Sequence[str]) -> ConfigError:
     """``error`` naming the ``--set KEY=VALUE`` that gave the refused value, not the file."""
     message = str(error)
-    for item in overrides:
+    for item in reversed(overrides):  # the last --set of a key is the value that was used
         key = item.split("=", 1)[0].strip()
         try:
             dotted = ".".join(canonical_key_path(key, item, Config))

@@ -34,8 +34,12 @@ def read_raw(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {str(path)!r}: {error}") from error
+    from ssformer.config.strict_yaml import DuplicateKeyError, load_strict
+
     try:
-        raw = yaml.safe_load(text)
+        raw = load_strict(text)
+    except DuplicateKeyError as error:
+        raise ConfigError(f"config file {str(path)!r}: {error}") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from error
     if raw is None:

@@ -144,6 +144,13 @@ def _validate_dataset(c: Config, source: str) -> None:
         raise _fail(source, "DATASET.VAL_FRACTION", c.dataset.val_fraction, "a number in (0, 1)")
 
 
+MAX_IMAGE_SIDE = 8192
+"""Image sides above this need more memory than any GPU has at these models' widths."""
+MAX_BATCH_SIZE = 65536
+"""Far above any batch that fits a GPU; a larger value is a typo (it would crash the loader)."""
+MAX_EPOCHS = 1_000_000
+
+
 def _validate_train(c: Config, source: str) -> None:
     t = c.train
     for key, size in (
@@ -151,15 +158,17 @@ def _validate_train(c: Config, source: str) -> None:
         ("EVAL.IMAGE_SIZE", c.eval.image_size),
         ("TEST.IMAGE_SIZE", c.test.image_size),
     ):
-        if any(s < 32 or s % 32 for s in size):
-            raise _fail(source, key, list(size), "[height, width], multiples of 32, >= 32")
-    for key, number in (
-        ("TRAIN.BATCH_SIZE", t.batch_size),
-        ("TRAIN.EPOCHS", t.epochs),
-        ("TRAIN.EVAL_INTERVAL", t.eval_interval),
+        if any(s < 32 or s % 32 or s > MAX_IMAGE_SIDE for s in size):
+            raise _fail(
+                source, key, list(size), f"[height, width], multiples of 32, 32..{MAX_IMAGE_SIDE}"
+            )
+    for key, number, most in (
+        ("TRAIN.BATCH_SIZE", t.batch_size, MAX_BATCH_SIZE),
+        ("TRAIN.EPOCHS", t.epochs, MAX_EPOCHS),
+        ("TRAIN.EVAL_INTERVAL", t.eval_interval, MAX_EPOCHS),
     ):
-        if number < 1:
-            raise _fail(source, key, number, "an integer >= 1")
+        if not 1 <= number <= most:
+            raise _fail(source, key, number, f"an integer from 1 to {most}")
     t.augment = _choice(t.augment, AUGMENTS, source, "TRAIN.AUGMENT")
     if t.workers is not None and t.workers < 0:
         raise _fail(source, "TRAIN.WORKERS", t.workers, "an integer >= 0, or null for automatic")

@@ -3,8 +3,12 @@
 Kvasir-SEG frames are up to 1920x1072 JPEGs; decoding and resizing them every epoch costs more
 than the augmentation itself. :class:`PairCache` stores each resized pair as one ``.npy`` file,
 ``[H, W, 4]`` uint8 (RGB + mask), under ``<dataset>/.cache/<H>x<W>/``. The file name carries a
-fingerprint of both source files (name, size, modification time) and of the target size, so a
-changed source file gets a new entry and its stale one is removed. Writes go to a temporary file
+fingerprint of both source files (name, size, modification time, inode and inode change time)
+and of the target size, so a changed source file gets a new entry and its stale one is removed.
+The inode change time (``st_ctime_ns``) is set by the kernel on every write, rename or link and
+cannot be set back by a user, so a file replaced by one of the same size whose modification time
+was restored (``cp -p``, ``touch -r``, ``os.utime``) still gets a new entry; the key costs one
+``stat`` per file, as before (no read of the file). Writes go to a temporary file
 in the same folder followed by :func:`os.replace`, so concurrent DataLoader workers and
 interrupted runs never leave a half-written entry. Where the dataset folder is read-only the
 cache lives in memory instead.
@@ -109,7 +113,9 @@ def _fingerprint(
     parts = [_CACHE_FORMAT, f"{size[0]}x{size[1]}"] + ([rule] if rule != "square" else [])
     for path in (image_path, mask_path):
         stat = path.stat()
-        parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+        parts.append(
+            f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}"
+        )
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 

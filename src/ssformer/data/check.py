@@ -20,11 +20,23 @@ import numpy as np
 from PIL import Image
 
 from ssformer.data.decode import MASK_RULES, decode_image, exif_orientation, read_mask_grey
-from ssformer.data.layout import ignored_files, image_files
+from ssformer.data.layout import ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
 
-__all__ = ["CheckReport", "Problem", "check_dataset", "dataset_folders"]
+__all__ = [
+    "CheckReport",
+    "Problem",
+    "check_dataset",
+    "dataset_folders",
+    "empty_masks_problem",
+    "refuse_empty_masks",
+]
+
+EMPTY_SHARE_REFUSED = 0.9
+"""A folder in which at least this share of the masks is empty is refused (an error): its
+masks are not what they seem (0/128 masks, 0/1 masks saved lossily, inverted files)."""
 
 _EXIF_NOTE = (
     "images carry an EXIF rotation: training and evaluation use their pixels as stored (as the "
@@ -89,7 +101,10 @@ def dataset_folders(root: Path) -> list[Path]:
     """The ``images``/``masks`` folders' parents under ``root`` (itself, a split or PraNet)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist")
+        raise DataError(
+            f"dataset folder {root} {why_not_folder(root)}; give the folder that holds "
+            "images/ and masks/ (or train/val/test)"
+        )
 
     def is_pair_dir(folder: Path) -> bool:
         return any((folder / n).is_dir() for n in IMAGE_DIR_NAMES) or any(
@@ -137,7 +152,7 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
     for folder_, kind in ((images_dir, "image"), (masks_dir, "mask")):
         for path in ignored_files(folder_):
             report.problems.append(
-                Problem("warning", path, f"not an image file; ignored as a {kind}")
+                Problem("warning", path, f"{ignored_reason(path)}; ignored as a {kind}")
             )
     images, masks = _by_stem(image_files(images_dir)), _by_stem(image_files(masks_dir))
     for files, kind in ((images, "image"), (masks, "mask")):
@@ -151,11 +166,58 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
         report.problems.append(Problem("error", images[stem][0], f"no mask in {masks_dir}"))
     for stem in sorted(masks.keys() - images.keys()):
         report.problems.append(Problem("error", masks[stem][0], f"no image in {images_dir}"))
+    empty: dict[Path, int] = {}
     for stem in sorted(images.keys() & masks.keys()):
-        _check_pair(images[stem][0], masks[stem][0], report)
+        _check_pair(images[stem][0], masks[stem][0], report, empty)
+    problem = empty_masks_problem(masks_dir, len(images.keys() & masks.keys()), empty)
+    if problem is not None:
+        report.problems.append(problem)
 
 
-def _check_pair(image_path: Path, mask_path: Path, report: CheckReport) -> None:
+def _why_empty(top: int) -> str:
+    if top == 0:
+        return "every pixel 0"
+    return f"highest value {top}, none above the polyp threshold 128"
+
+
+def empty_masks_problem(folder: Path, total: int, empty: dict[Path, int]) -> Problem | None:
+    """An error when at least :data:`EMPTY_SHARE_REFUSED` of a folder's ``total`` masks are
+    empty; ``empty`` maps each empty mask to its highest grey value (to say why)."""
+    if not total or len(empty) < EMPTY_SHARE_REFUSED * total:
+        return None
+    listed = ", ".join(f"{p.name} ({_why_empty(top)})" for p, top in list(empty.items())[:5])
+    tops = sorted(set(empty.values()))
+    hint = (
+        "masks stored as 0/128 (or another grey below 129) must be re-saved as 0/255"
+        if any(0 < t <= 128 for t in tops)
+        else "a 0/1 mask saved as a low-quality JPEG loses its polyp: save masks as PNG"
+    )
+    return Problem(
+        "error",
+        folder,
+        f"{len(empty)} of {total} masks are empty (no pixel > 128: {listed}"
+        f"{', ...' if len(empty) > 5 else ''}); training or scoring on them measures nothing: "
+        f"{hint}, or point at the right folder",
+    )
+
+
+def refuse_empty_masks(mask_paths: list[Path], folder: Path) -> None:
+    """Raise :class:`DataError` when at least :data:`EMPTY_SHARE_REFUSED` of the masks (of
+    ``folder``) are empty, naming them and why (what ``ssformer val`` scores is checked
+    as training checks its data)."""
+    empty: dict[Path, int] = {}
+    for path in mask_paths:
+        grey, _ = read_mask_grey(path)
+        if not (grey > 128).any():
+            empty[path] = int(grey.max()) if grey.size else 0
+    problem = empty_masks_problem(folder, len(mask_paths), empty)
+    if problem is not None:
+        raise DataError(f"{problem} (`ssformer check-data {folder.parent}` lists every mask)")
+
+
+def _check_pair(
+    image_path: Path, mask_path: Path, report: CheckReport, empty: dict[Path, int]
+) -> None:
     image, image_error = _decode(image_path, decode_image)
     decoded, mask_error = _decode(mask_path, read_mask_grey)
     if image_error:
@@ -181,7 +243,9 @@ def _check_pair(image_path: Path, mask_path: Path, report: CheckReport) -> None:
         )
     foreground = mask > 128
     if not foreground.any():
-        report.problems.append(Problem("warning", mask_path, "empty mask (no pixel > 128)"))
+        top = int(mask.max()) if mask.size else 0
+        empty[mask_path] = top
+        report.problems.append(Problem("warning", mask_path, f"empty mask ({_why_empty(top)})"))
         return
     ambiguous = float(np.mean((mask > 32) & (mask < 224)))
     if ambiguous > 0.05:

@@ -24,6 +24,7 @@ from ssformer.data.decode import decode_mask
 from ssformer.data.layout import image_files
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
 __all__ = ["PairTransform", "PolypDataset", "find_pairs", "holdout_indices", "innermost"]
@@ -62,7 +63,10 @@ def find_pairs(root: Path) -> list[tuple[Path, Path]]:
     """Image/mask path pairs of ``root`` sorted by stem; DataError naming any unpaired file."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist")
+        raise DataError(
+            f"dataset folder {root} {why_not_folder(root)}; give the folder that holds "
+            "images/ and masks/"
+        )
     images_dir = _pick_dir(root, IMAGE_DIR_NAMES, "images")
     masks_dir = _pick_dir(root, MASK_DIR_NAMES, "masks")
     images, masks = _image_files(images_dir), _image_files(masks_dir)

@@ -10,8 +10,9 @@ Images become RGB uint8 ``[H, W, 3]``:
   reads 16-bit RGB PNGs; without this, PIL clips them to 255 (an almost white image);
 - 32-bit float and other integer ranges: refused, naming the file and its mode;
 - EXIF orientation: the pixels as stored, not rotated, as PIL, torchvision and the reference
-  pipelines read them (a mask is drawn on the stored pixels); ``check-data`` notes such images.
-  ``ssformer predict`` reads what a viewer shows (``oriented=True``).
+  pipelines read them (a mask is drawn on the stored pixels), by every reader: training,
+  evaluation and ``ssformer predict`` alike; ``check-data`` and ``predict`` note such images.
+  ``oriented=True`` gives what a viewer shows.
 
 Masks become grey uint8 ``[H, W]``, which each metric convention binarises (``> 128`` or
 ``== 255``):
@@ -24,7 +25,12 @@ Masks become grey uint8 ``[H, W]``, which each metric convention binarises (``> 
   colour on black is polyp, read as 0/255 (every convention then sees the same polyp);
 - a mask whose colour is uniform but whose alpha varies: alpha > 128, as 0/255;
 - 16-bit masks: the high byte;
-- masks that hold only the values 0 and 1 (polyp = 1, common outside Kvasir): scaled to 0/255.
+- masks that hold only the values 0 and 1 (polyp = 1, common outside Kvasir): scaled to 0/255;
+- 0/1 masks stored in a lossy format (JPEG, WebP): compression turns some 1s into 2s (and a
+  few 0s into 1s), so a lossy mask whose values are all at most 8 is read as 0/1 with that
+  noise: polyp = value >= 1, as 0/255 (without this rule such a mask reads as empty). A 0/1 mask
+  saved at low JPEG quality can lose every 1; it then reads as empty, which ``check-data`` and
+  training report.
 
 :func:`read_mask_grey` also returns which of these rules it applied (``check-data`` reports it).
 """
@@ -57,10 +63,13 @@ MASK_RULES: dict[str, str] = {
     "alpha": "uniform colour with a varying alpha: polyp = alpha > 128",
     "16-bit": "16-bit: the high byte",
     "0/1": "stored as 0/1 (polyp = 1): read as 0/255",
+    "0/1-lossy": "0/1 stored lossily (values up to 8, JPEG noise): polyp = value >= 1, as 0/255",
 }
 """The mask rules of the module docstring, by the name :func:`read_mask_grey` returns."""
 
 _COLOUR_SPREAD = 128  # a pixel whose channels differ by more than this is colour, not JPEG noise
+_LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP"})
+_LOSSY_ZERO_ONE_MAX = 8  # a lossy mask whose values stay at or below this was stored as 0/1
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -131,14 +140,18 @@ def read_mask_grey(path: Path) -> tuple[np.ndarray, str]:
     """The mask as grey uint8 ``[H, W]`` and the name of the rule (:data:`MASK_RULES`) used."""
     path = Path(path)
     img = _load(path)
+    lossy = img.format in _LOSSY_FORMATS
     rule = "16-bit" if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I" else "grey"
     img = _to_8bit(img, path)
     if img.mode in ("1", "L"):
         grey = np.asarray(img.convert("L"))
     else:
         grey, rule = _colour_mask_grey(img, path)
-    if grey.size and int(grey.max()) == 1:  # only 0 and 1 (an 8-bit max of 1 allows nothing else)
+    top = int(grey.max()) if grey.size else 0
+    if top == 1:  # only 0 and 1 (an 8-bit max of 1 allows nothing else)
         return grey * np.uint8(255), "0/1"
+    if lossy and 1 < top <= _LOSSY_ZERO_ONE_MAX:
+        return np.where(grey >= 1, 255, 0).astype(np.uint8), "0/1-lossy"
     return np.ascontiguousarray(grey), rule
 
 

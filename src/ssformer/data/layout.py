@@ -77,12 +77,33 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def ignored_files(folder: Path) -> list[Path]:
-    """The visible regular files of ``folder`` that :func:`image_files` leaves out."""
+    """The visible files and sub-folders of ``folder`` that :func:`image_files` leaves out
+    (:func:`ignored_reason` says why, for the warnings of ``check-data`` and ``split``)."""
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and not _counts(path)
+        if (path.is_file() or path.is_dir()) and not path.name.startswith(".") and not _counts(path)
     )
+
+
+_OTHER_IMAGE_FORMATS = {".webp": "WebP", ".gif": "GIF", ".jp2": "JPEG 2000", ".heic": "HEIC"}
+
+
+def ignored_reason(path: Path) -> str:
+    """Why :func:`image_files` leaves ``path`` out: a sub-folder (pairs must sit directly in
+    the images and masks folders), an image format the loaders do not read, or not an image."""
+    if path.is_dir():
+        return (
+            f"a folder inside {path.parent.name}/: its files are not read (pairs must sit "
+            f"directly in {path.parent.name}/; move them up, or point at {path} itself)"
+        )
+    kind = _OTHER_IMAGE_FORMATS.get(path.suffix.lower())
+    if kind is not None:
+        return (
+            f"a {kind} image, which the loaders do not read ({' '.join(IMAGE_SUFFIXES)}): "
+            "convert it to PNG"
+        )
+    return "not an image file"
 
 
 def _counts(path: Path) -> bool:

@@ -25,8 +25,10 @@ from torch.utils.data import Dataset, Subset
 
 from ssformer.data.datasets import PolypDataset, holdout_indices
 from ssformer.data.recipes import RecipeEvalDataset
+from ssformer.data.split import MANIFEST_NAME, stale_split_problems
 from ssformer.data.transforms import build_eval_transform, build_train_transform
 from ssformer.errors import ConfigError, DataError
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import PRANET_TEST_SETS
 
 if TYPE_CHECKING:
@@ -59,8 +61,9 @@ def build_datasets(config: Config, split: str | None = None) -> ProtocolData:
     root = Path(config.dataset.root)
     if not root.is_dir():
         raise DataError(
-            f"DATASET.ROOT={root} does not exist; download the data (`ssformer download ...`) "
-            "and split it (`ssformer split ...`), or generate synthetic data (`ssformer demo`)"
+            f"DATASET.ROOT={root} {why_not_folder(root)}; point it at a data folder, or download "
+            "the data (`ssformer download data kvasir-seg`) and split it (`ssformer split "
+            "data/Kvasir-SEG`), or generate synthetic data (`ssformer demo`)"
         )
     if config.dataset.protocol == "pranet":
         return _pranet(config, root, split)
@@ -78,7 +81,22 @@ def _evaluation_set(config: Config, folder: Path) -> RecipeEvalDataset:
     return RecipeEvalDataset(folder, str(config.eval.recipe), tuple(config.eval.image_size))
 
 
+def _refuse_stale_split(root: Path) -> None:
+    """A split whose files or source changed since its manifest was written is refused, each
+    file named: it would train or score on other pairs than the ones it says."""
+    problems = stale_split_problems(root)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise DataError(
+            f"DATASET.ROOT={root} no longer matches its {MANIFEST_NAME}: "
+            f"{'; '.join(problems[:10])}{more}. Run `ssformer split SOURCE --output {root}` "
+            "to place changed files again (it refuses, by name, pairs added or removed), and "
+            f"`ssformer split SOURCE --output {root} --check` to see every difference"
+        )
+
+
 def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
+    _refuse_stale_split(root)
     eval_size = tuple(config.eval.image_size)
     eval_tf = build_eval_transform(eval_size)
     if split is not None:

@@ -12,7 +12,10 @@ depend on ``split-folders``; the tests compare against it) and keeps each mask w
 Unlike the seed's notebook it never moves or deletes the originals: files are hard-linked when
 source and output share a file system, copied otherwise. The output folder holds a manifest,
 ``split.json``, with the parameters, the file lists and the SHA-256 of every file; a second run
-with the same parameters does nothing, a run with other parameters is refused.
+with the same parameters compares the source with the manifest: nothing to do when both agree,
+files changed in the source are placed again (each named), pairs added to or removed from the
+source are refused by name (they would change every split's lists); a run with other parameters
+is refused. Training checks the manifest too (:func:`stale_split_problems`).
 
 Default output folder: ``ROOT`` itself, as in the study (``splitfolders.ratio('Kvasir-SEG',
 output='Kvasir-SEG', ...)``): ``ROOT/{train,val,test}`` beside ``ROOT/images`` and ``ROOT/masks``,
@@ -32,14 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.data.identity import identify_dataset
-from ssformer.data.layout import ignored_files, image_files
+from ssformer.data.layout import ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
+from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
 __all__ = [
     "MANIFEST_NAME",
     "SPLIT_NAMES",
+    "SourceChanges",
     "SplitResult",
     "check_split",
     "default_output",
@@ -47,6 +52,7 @@ __all__ = [
     "split_dataset",
     "split_indices",
     "splitfolders_order",
+    "stale_split_problems",
 ]
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -66,13 +72,17 @@ class SplitResult:
     linked: int = 0
     copied: int = 0
     problems: list[str] = field(default_factory=list)
+    updated: list[Path] = field(default_factory=list)
 
 
 def find_pair_dirs(root: Path) -> tuple[Path, Path]:
     """Return ``(images_dir, masks_dir)`` of ``root``, accepting the usual folder names."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+        raise DataError(
+            f"dataset folder {root} {why_not_folder(root)}; give the folder that holds "
+            "images/ and masks/"
+        )
     images = next((root / n for n in IMAGE_DIR_NAMES if (root / n).is_dir()), None)
     masks = next((root / n for n in MASK_DIR_NAMES if (root / n).is_dir()), None)
     if images is None or masks is None:
@@ -118,7 +128,22 @@ def _validate_ratio(ratio: Sequence[float]) -> tuple[float, float, float]:
     return float(ratio[0]), float(ratio[1]), float(ratio[2])
 
 
+def _shared_stems(names: list[str]) -> list[str]:
+    """``a.jpg and a.png``-style groups of ``names`` that share one file stem."""
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        by_stem.setdefault(Path(name).stem, []).append(name)
+    return [" and ".join(group) for group in by_stem.values() if len(group) > 1]
+
+
 def _pair_by_stem(images: list[str], masks: list[str], root: Path) -> dict[str, str]:
+    shared = _shared_stems(images)
+    if shared:
+        raise DataError(
+            f"{root}: several images share one file stem ({'; '.join(shared[:10])}): one frame "
+            "stored twice would land in two splits (train and test); keep one file of each "
+            f"and remove the others (`ssformer check-data {root}` lists every problem)"
+        )
     mask_by_stem: dict[str, str] = {}
     for name in masks:
         mask_by_stem.setdefault(Path(name).stem, name)
@@ -132,7 +157,7 @@ def _pair_by_stem(images: list[str], masks: list[str], root: Path) -> dict[str, 
         if lonely_masks:
             parts.append(f"masks without an image: {', '.join(lonely_masks[:10])}")
         if len(mask_by_stem) != len(masks):
-            parts.append("several masks share one file stem")
+            parts.append(f"several masks share one file stem: {'; '.join(_shared_stems(masks))}")
         raise DataError(
             f"{root} is not a complete set of image/mask pairs ({'; '.join(parts)}); "
             f"fix or remove those files (`ssformer check-data {root}` lists every problem)"
@@ -196,7 +221,7 @@ def ignored_warnings(root: Path) -> list[str]:
     """One line per file of ``root``'s image and mask folders that is not an image file (left
     out of the split, as the loaders leave it out)."""
     return [
-        f"{path}: not an image file; left out"
+        f"{path}: {ignored_reason(path)}; left out"
         for folder in find_pair_dirs(root)
         for path in ignored_files(folder)
     ]
@@ -232,11 +257,7 @@ def split_dataset(
                 f"{manifest_path} records a split made with {existing.get('parameters')}, not "
                 f"{parameters}; choose another --output or remove that folder yourself"
             )
-        if "identity" not in existing:  # a manifest of an earlier version: add what it lacks
-            names = [n for split_names in existing["files"].values() for n in split_names]
-            existing["identity"] = identify_dataset(names).to_dict()
-            _write_json(manifest_path, existing)
-        return SplitResult(output=output, files=existing["files"], created=False)
+        return _update_split(existing, manifest_path, root)
     marker = output / IN_PROGRESS_NAME
     resuming = False
     if marker.exists():
@@ -305,6 +326,84 @@ def _place_splits(
     return result, records
 
 
+@dataclass
+class SourceChanges:
+    """How a split's source differs from its manifest, file by file (full paths)."""
+
+    changed: list[Path] = field(default_factory=list)
+    added: list[Path] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per file: what happened to it since the split."""
+        return (
+            [f"changed in the source since the split (SHA-256 differs): {p}" for p in self.changed]
+            + [f"added to the source after the split: {p}" for p in self.added]
+            + [f"gone from the source since the split: {p}" for p in self.missing]
+        )
+
+
+def _recorded_files(manifest: dict) -> dict[str, dict[str, tuple[str, str]]]:
+    """``images``/``masks`` -> file name -> (split, SHA-256) as the manifest records them."""
+    recorded: dict[str, dict[str, tuple[str, str]]] = {"images": {}, "masks": {}}
+    for split, records in manifest["pairs"].items():
+        for record in records:
+            for kind, key in (("images", "image"), ("masks", "mask")):
+                recorded[kind][record[key]] = (split, record[f"{key}_sha256"])
+    return recorded
+
+
+def source_changes(manifest: dict, source: Path) -> SourceChanges:
+    """Compare the source folder's files and SHA-256s with the manifest's."""
+    dirs = manifest.get("source_dirs", {"images": "images", "masks": "masks"})
+    changes = SourceChanges()
+    for kind, files in _recorded_files(manifest).items():
+        folder = source / dirs[kind]
+        present = set(_list_files(folder)) if folder.is_dir() else set()
+        changes.added += [folder / name for name in sorted(present - set(files))]
+        changes.missing += [folder / name for name in sorted(set(files) - present)]
+        changes.changed += [
+            folder / name
+            for name in sorted(present & set(files))
+            if _sha256(folder / name) != files[name][1]
+        ]
+    return changes
+
+
+def _update_split(manifest: dict, manifest_path: Path, root: Path) -> SplitResult:
+    """An existing split of ``root`` with the same parameters: refuse it when pairs were added
+    or removed since, place the files changed since again, and say which."""
+    output = manifest_path.parent
+    changes = source_changes(manifest, root)
+    if changes.added or changes.missing:
+        listed = "; ".join(changes.lines()[:20])
+        raise DataError(
+            f"{root} has other pairs than when {output} was split ({listed}); a split of the "
+            "new set of pairs assigns files differently, so this one cannot be updated in "
+            f"place: split into a new --output, or move {output}'s train/, val/, test/ and "
+            f"{MANIFEST_NAME} away yourself and split again"
+        )
+    result = SplitResult(output=output, files=manifest["files"], created=False)
+    lacks_identity = "identity" not in manifest
+    recorded = _recorded_files(manifest)
+    for path in changes.changed:
+        image_dir = manifest.get("source_dirs", {}).get("images", "images")
+        kind = "images" if path.parent.name == image_dir else "masks"
+        split = recorded[kind][path.name][0]
+        _place(path, output / split / kind / path.name)
+        key = "image" if kind == "images" else "mask"
+        for record in manifest["pairs"][split]:
+            if record[key] == path.name:
+                record[f"{key}_sha256"] = _sha256(path)
+        result.updated.append(path)
+    if lacks_identity:  # a manifest of an earlier version: add what it lacks
+        names = [n for split_names in manifest["files"].values() for n in split_names]
+        manifest["identity"] = identify_dataset(names).to_dict()
+    if result.updated or lacks_identity:
+        _write_json(manifest_path, manifest)
+    return result
+
+
 def _read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -342,9 +441,13 @@ def check_split(output: Path, root: Path | None = None) -> list[str]:
                 for name in _list_files(folder):
                     if name not in expected[kind]:
                         problems.append(f"not in the manifest: {folder / name}")
-    source = Path(root) if root is not None else output / parameters["source"]
+    source = Path(root) if root is not None else (output / parameters["source"]).resolve()
     if not source.is_dir():
         problems.append(f"source {source} not found: could not recompute the split")
+        return problems
+    changes = source_changes(manifest, source)
+    problems += changes.lines()
+    if changes.added or changes.missing:
         return problems
     try:
         _, _, _, chunks = _plan(source, parameters["ratio"], int(parameters["seed"]))
@@ -361,3 +464,13 @@ def check_split(output: Path, root: Path | None = None) -> list[str]:
                 f"(only in manifest: {extra[:5]}, only in recomputed: {lacking[:5]})"
             )
     return problems
+
+
+def stale_split_problems(root: Path) -> list[str]:
+    """What makes the split in ``root`` (a folder with ``split.json``) disagree with its
+    manifest or its source; empty when it has no manifest or agrees. A source that is not
+    there (a split moved on its own) is not a problem here."""
+    root = Path(root)
+    if not (root / MANIFEST_NAME).is_file():
+        return []
+    return [p for p in check_split(root) if not p.startswith("source ") or "not found" not in p]

@@ -32,6 +32,7 @@ from ssformer.deploy.convert import export_onnx
 from ssformer.deploy.sessions import ExportedModel, OnnxRuntimeModel, OpenVINOModel
 from ssformer.deploy.sidecar import FILE_FORMATS, ExportInfo, read_sidecar, write_sidecar
 from ssformer.errors import ExportError
+from ssformer.io.digest import sha256_file
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -74,6 +75,21 @@ def exported_info(weights: str | Path) -> ExportInfo | None:
     if Path(weights).suffix.lower() not in FILE_FORMATS:
         return None
     return read_sidecar(weights, verify=False)
+
+
+def stale_export_note(path: str | Path, info: ExportInfo) -> str | None:
+    """A note when the checkpoint an export was made from is still there but changed since
+    (its SHA-256 differs from the one the sidecar records): the export may be stale."""
+    weights, recorded = info.source.get("weights"), info.source.get("sha256")
+    if not weights or not recorded or not Path(weights).is_file():
+        return None
+    if sha256_file(Path(weights)) == recorded:
+        return None
+    return (
+        f"note: {path} was exported from {weights}, which has changed since (its SHA-256 "
+        "differs from the export's record): these results come from the old weights; "
+        f"re-export with `ssformer export --weights {weights} --format {info.file_format}`"
+    )
 
 
 def open_export(path: str | Path, runtime: str, threads: int | None = None) -> ExportedModel:
@@ -140,7 +156,11 @@ def load_inference_model(
     size a checkpoint is exported at for another runtime."""
     runtime = resolve_runtime(weights, runtime)
     if Path(weights).suffix.lower() in FILE_FORMATS:
-        return open_export(weights, runtime, threads)
+        exported = open_export(weights, runtime, threads)
+        note = stale_export_note(weights, exported.info)
+        if note is not None and echo is not None:
+            echo(note)
+        return exported
     from ssformer.models import load_model
 
     model = load_model(weights, config)

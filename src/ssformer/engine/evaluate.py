@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ssformer.data.check import refuse_empty_masks
 from ssformer.data.datasets import innermost
 from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
@@ -225,6 +226,15 @@ def evaluate(
     return EvalOutput(metrics=results, per_image=per_image, num_images=num_images)
 
 
+def _refuse_empty_sets(sets: dict[str, Dataset]) -> None:
+    """Refuse a set whose masks are (nearly) all empty: its scores would measure nothing."""
+    for dataset in sets.values():
+        base, indices = innermost(dataset)
+        masks = [base.pairs[i][1] for i in indices]
+        if masks:
+            refuse_empty_masks(masks, masks[0].parent)
+
+
 def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     """A plain-text table: metric, value, convention (from ``METRIC_CONVENTIONS``)."""
     lines = [title] if title else []
@@ -233,7 +243,8 @@ def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     lines.append(f"{'-' * width}  {'-' * 9}  {'-' * 10}")
     for key, value in results.items():
         convention = METRIC_CONVENTIONS.get(key, "")
-        lines.append(f"{key.ljust(width)}  {value:9.4f}  {convention}")
+        shown = f"{value:9.4f}" if math.isfinite(value) else f"{'undefined':>9}"
+        lines.append(f"{key.ljust(width)}  {shown}  {convention}")
     return "\n".join(lines)
 
 
@@ -348,6 +359,7 @@ def run_evaluation(
     if msf is None:
         msf = config.eval.msf
     sets = build_datasets(config, split).evaluation_sets(split)
+    _refuse_empty_sets(sets)
     # a subset of the metrics never replaces the full table that report reads
     suffix = ("_msf" if msf.enable else "") + ("_subset" if metrics else "")
     workers = resolve_workers(config, device)

@@ -57,6 +57,7 @@ from ssformer.deploy.sidecar import (
 from ssformer.engine.calibration import CalibrationSet, calibration_set, mask_dice
 from ssformer.errors import ExportError
 from ssformer.io.digest import sha256_file
+from ssformer.io.paths import why_not_file
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -146,7 +147,9 @@ def output_path(
 
 def _load_source(weights: Path, config: Config | None) -> _Source:
     if not weights.is_file():
-        raise ExportError(f"weights file {weights} does not exist")
+        raise ExportError(
+            f"weights file {weights} {why_not_file(weights)}; pass the .pth file to export"
+        )
     record = {"weights": str(weights), "sha256": sha256_file(weights)}
     if weights.suffix.lower() == ".onnx":
         info = read_sidecar(weights)

@@ -27,14 +27,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ssformer.data.decode import decode_image
+from ssformer.data.decode import decode_image, exif_orientation
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import predict_probability
 from ssformer.errors import DataError
-from ssformer.io.atomic import atomic_target
+from ssformer.io.atomic import atomic_target, storage_error
 from ssformer.metrics import resize_probability
 from ssformer.registry import IMAGE_SUFFIXES
 
@@ -168,9 +169,25 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """The image as a viewer shows it (EXIF orientation applied), decoded in full: a truncated
+    """The image's pixels as stored, decoded in full, by the rule training and evaluation
+    read it with (an EXIF rotation is not applied; :func:`_rotation_note` says so); a truncated
     file is refused, as ``check-data`` refuses it (see :mod:`ssformer.data.decode`)."""
-    return decode_image(path, oriented=True)
+    return decode_image(path)
+
+
+def _rotation_note(path: Path) -> str:
+    """`` (note: ...)`` for an image that carries an EXIF rotation, else ``""``."""
+    try:
+        with Image.open(path) as img:
+            orientation = exif_orientation(img)
+    except OSError:
+        return ""
+    if orientation == 1:
+        return ""
+    return (
+        f" (note: EXIF orientation {orientation}: segmented as stored, as training and "
+        "evaluation read it, so its mask and overlay are not rotated the way a viewer shows it)"
+    )
 
 
 def _predict_image(predictor: Predictor, path: Path, out_dir: Path, overlay: bool) -> list[Path]:
@@ -197,7 +214,7 @@ def _predict_video(
         targets.append(out_dir / f"{path.stem}_overlay.mp4")
     temps = [t.with_name(f".{t.stem}.tmp{os.getpid()}.mp4") for t in targets]
     writers: list[cv2.VideoWriter] = []
-    frames = 0
+    frames = width = height = 0
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     bar = tqdm(total=count, desc=path.name, unit="frame", disable=not progress, leave=False)
     try:
@@ -226,13 +243,48 @@ def _predict_video(
         capture.release()
         for writer in writers:
             writer.release()
-    if frames == 0:
+    try:
+        if frames == 0:
+            raise DataError(f"{path} has no readable frames")
+        for temp, target in zip(temps, targets, strict=True):
+            _verify_video(temp, target, frames, (width, height))
+        for temp, target in zip(temps, targets, strict=True):
+            os.replace(temp, target)
+    finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
-        raise DataError(f"{path} has no readable frames")
-    for temp, target in zip(temps, targets, strict=True):
-        os.replace(temp, target)
     return targets, frames
+
+
+def _verify_video(temp: Path, target: Path, frames: int, size: tuple[int, int]) -> None:
+    """Check a written video before it takes its name: it opens, holds ``frames`` frames of
+    ``size`` (w, h), and its last frame decodes. OpenCV's writer reports no failed write (a
+    full disk leaves a file no player opens), so this is where one is caught:
+    :class:`StorageError` with the path, the reason and the free space, as for images."""
+    reason = None
+    capture = cv2.VideoCapture(str(temp)) if temp.is_file() else None
+    try:
+        if capture is None or not capture.isOpened():
+            reason = "the video writer left a file that cannot be opened as a video"
+        else:
+            stored = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            shape = (
+                int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            )
+            capture.set(cv2.CAP_PROP_POS_FRAMES, max(frames - 1, 0))
+            if stored != frames or shape != size:
+                reason = (
+                    f"the video holds {stored} frames of {shape[0]}x{shape[1]}, not the "
+                    f"{frames} frames of {size[0]}x{size[1]} written"
+                )
+            elif not capture.read()[0]:
+                reason = "its last frame cannot be read back"
+    finally:
+        if capture is not None:
+            capture.release()
+    if reason is not None:
+        raise storage_error(target, OSError(None, f"{reason} (disk full or not writable?)"))
 
 
 def predict_paths(
@@ -264,7 +316,7 @@ def predict_paths(
         else:
             written = _predict_image(predictor, path, result.out_dir, overlay)
             result.images += 1
-            note = ""
+            note = _rotation_note(path)
         result.files.extend(written)
         if echo is not None:
             echo(f"{path} -> {', '.join(str(p) for p in written)}{note}")

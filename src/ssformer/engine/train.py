@@ -107,7 +107,7 @@ from ssformer.engine.training_state import (
     find_resume_run,
     load_training_state,
 )
-from ssformer.errors import ConfigError, DataError, SSFormerError
+from ssformer.errors import ConfigError, DataError, SSFormerError, StorageError
 from ssformer.io.atomic import remove_stale_temporaries, storage_error
 from ssformer.losses import build_loss
 from ssformer.models import load_weights, model_from_config, save_checkpoint_file
@@ -527,6 +527,11 @@ def _load_data(config: Config, ctx: DistContext, log: Callable[[str], None]) -> 
             report.raise_if_broken()
             for line in report.note_lines():
                 log(line)
+            if report.warnings:
+                log(
+                    f"warning: the data check found {len(report.warnings)} thing(s) to look at "
+                    f"(e.g. {report.warnings[0]}); `ssformer check-data {root}` lists them all"
+                )
         except DataError as error:
             problem = str(error)
     problem = broadcast_object(ctx, problem)
@@ -753,8 +758,25 @@ def _validate(run: _Run, state: TrainingState, row: dict[str, Any], epoch: int) 
     return is_best
 
 
+def _require_run_folder(run: _Run) -> None:
+    """Refuse to write into a run folder that was deleted or moved during training: writing
+    would recreate it without ``config.yaml``, a folder that ``--resume`` cannot continue."""
+    problem = None
+    if run.ctx.is_main and not (run.run_dir / "config.yaml").is_file():
+        problem = (
+            f"the run folder {run.run_dir} was deleted or moved during training (its "
+            "config.yaml is gone): stopped without writing last.pth or best.pth into it, so no "
+            "partial folder is left; start the run again (the same command without --resume), "
+            "or put the folder back and resume it with --resume"
+        )
+    problem = broadcast_object(run.ctx, problem)
+    if problem is not None:
+        raise StorageError(problem)
+
+
 def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
     """``best.pth`` (serialised once, copied to the study's path) and ``last.pth``."""
+    _require_run_folder(run)
     rng_states = all_gather_objects(run.ctx, capture_rng_state(state.generator))
     if not run.ctx.is_main:
         return

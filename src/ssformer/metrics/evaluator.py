@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
@@ -473,7 +474,16 @@ class SegmentationEvaluator:
         return self._sums[key] / n
 
     def _pooled_value(self, key: str) -> float:
+        """The class mean x100; NaN (undefined, not perfect) when the ground truth holds no
+        polyp pixel: the background alone would score 100 next to a Dice of 0."""
         hist = self._confusion.astype(np.float64)
+        if hist[1].sum() == 0:
+            warnings.warn(
+                f"{key} is undefined (NaN): the ground truth of the {self.num_pooled} pooled "
+                "images holds no polyp pixel, so only the background class could be scored",
+                stacklevel=3,
+            )
+            return float("nan")
         diag = np.diag(hist)
         with np.errstate(divide="ignore", invalid="ignore"):
             if key == "mIoU_2cls":

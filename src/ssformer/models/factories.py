@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ssformer.errors import CheckpointError, ConfigError, SSFormerError
 from ssformer.io.checkpoint_file import read_checkpoint
+from ssformer.io.paths import why_not_file
 from ssformer.models.backbones import PyramidBackbone
 from ssformer.models.layouts import describe_state_dict, unwrap_state_dict
 from ssformer.models.loading import FORMAT, check_own, load_payload, load_weights
@@ -165,7 +166,7 @@ def load_model(weights: str | Path, config: Config | None = None) -> Segmentatio
     path = Path(weights)
     if not path.is_file():
         raise CheckpointError(
-            f"weights file {path} does not exist; train a model (ssformer train --cfg CONFIG), "
+            f"weights file {path} {why_not_file(path)}; train a model (ssformer train --cfg CONFIG), "
             "download published weights (`ssformer download weights ssformer-s`) or pass "
             "--weights PATH"
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.io.atomic import copy_file_atomic, write_text_atomic
+from ssformer.io.fresh import fresh_file, fresh_folder
 from ssformer.report.conventions import load_published
 from ssformer.report.curves import write_curves_png
 from ssformer.report.model_sizes import size_rows, write_model_sizes
@@ -233,12 +234,15 @@ def build_report(
 ) -> ReportOutput:
     """Write the report for the run folders found under ``runs`` into ``out_dir``.
 
-    ``png``: also copy ``results.png`` there (the repository's README image). Raises
+    ``png``: also copy ``results.png`` there (the repository's README image). Nothing is
+    overwritten: an ``out_dir`` that holds files gives way to ``out_dir-N``, an existing
+    ``png`` to ``<stem>-N.png`` (each said in ``notes``). Raises
     :class:`ssformer.errors.ConfigError` when no run folder is found; broken run folders are
     flagged in the output, not raised.
     """
-    out = ReportOutput(out_dir=Path(out_dir))
-    out.out_dir.mkdir(parents=True, exist_ok=True)
+    out = ReportOutput(out_dir=fresh_folder(Path(out_dir)))
+    if out.out_dir != Path(out_dir):
+        out.notes.append(f"{out_dir} already holds files; wrote to {out.out_dir} instead")
     out.runs = read_runs([Path(p) for p in runs])
     published = load_published(published_csv)
     comparisons = compare_runs(out.runs, published)
@@ -259,5 +263,11 @@ def build_report(
     out.files.insert(0, md_path)
 
     if png is not None:
-        out.files.append(copy_file_atomic(png_path, png))
+        target = fresh_file(Path(png))
+        if target != Path(png):
+            out.notes.append(
+                f"{png} exists; wrote {target} beside it (move it over {png} yourself to "
+                "replace the old image)"
+            )
+        out.files.append(copy_file_atomic(png_path, target))
     return out
