@@ -122,7 +122,10 @@ def test_original_cvc_tiffs_equal_their_png_copies(stem: str) -> None:
     sample = root / "CVC-ClinicDB-tif-sample"
     if not sample.is_dir():
         pytest.skip(f"{sample} is absent: the two original CVC-ClinicDB TIFF frames live there")
-    image_tif, mask_tif = sample / "Original" / f"{stem}.tif", sample / "Ground Truth" / f"{stem}.tif"
+    image_tif, mask_tif = (
+        sample / "Original" / f"{stem}.tif",
+        sample / "Ground Truth" / f"{stem}.tif",
+    )
     image_png = root / "CVC-ClinicDB" / "images" / f"{stem}.png"
     mask_png = root / "CVC-ClinicDB" / "masks" / f"{stem}.png"
     with pytest.raises(OSError):  # Pillow refuses the original frame: the tifffile path is used

@@ -115,7 +115,6 @@ def _pvtv2(index: int, drive_id: str | None) -> WeightSource:
     )
 
 
-
 WEIGHTS: dict[str, WeightSource] = {
     source.name: source
     for source in (

@@ -107,7 +107,11 @@ METRICS: tuple[str, ...] = ("mIoU", "mDice")
 SOURCE_NAMES: dict[str, str] = {
     "reproduction-study": "reproduction study (Singhal 2022)",
     "ssformer-paper": "SSFormer paper (Wang et al. 2022)",
-    "ssformer-official-repo": "official SSFormer repo",
+    "ssformer-official-repo": (
+        "official SSFormer repo's former README table, WITHDRAWN by its authors as an old "
+        "version (Qiming-Huang/ssformer issue 7; removed 2022-12-01); kept for reference, "
+        "compared only with `ssformer report --withdrawn`"
+    ),
     "polyp-pvt-paper": "Polyp-PVT paper",
     "pranet-paper": "PraNet paper",
 }
@@ -176,6 +180,11 @@ def head_of(model: str) -> str:
     return HEADS.get(model, model)
 
 
+STATUSES: tuple[str, ...] = ("published", "withdrawn")
+"""``published-results.csv``'s ``status``: a withdrawn table is kept for reference but is never
+the default comparison (an empty or absent column reads as ``published``)."""
+
+
 @dataclass(frozen=True)
 class PublishedResult:
     """One row of ``published-results.csv``."""
@@ -189,6 +198,12 @@ class PublishedResult:
     backbone: str
     head: str
     values: dict[str, float]
+    status: str = "published"
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether its authors withdrew the table this row comes from."""
+        return self.status == "withdrawn"
 
 
 def reference_path(name: str) -> Path:
@@ -224,6 +239,11 @@ def load_published(path: Path | None = None) -> list[PublishedResult]:
             values = {metric: float(row[metric]) for metric in METRICS if row[metric]}
         except ValueError as error:
             raise ConfigError(f"{path}:{line}: not a number: {error}") from error
+        status = (row.get("status") or "published").strip()
+        if status not in STATUSES:
+            raise ConfigError(
+                f"{path}:{line}: status {status!r} is not one of {', '.join(STATUSES)}"
+            )
         results.append(
             PublishedResult(
                 source=row["source"],
@@ -235,9 +255,24 @@ def load_published(path: Path | None = None) -> list[PublishedResult]:
                 backbone=row["backbone"],
                 head=row["head"],
                 values=values,
+                status=status,
             )
         )
     return results
+
+
+def withdrawn_note(published: list[PublishedResult], included: bool) -> str:
+    """One sentence for the report on the withdrawn tables among ``published`` ("" if none)."""
+    sources = sorted({row.source for row in published if row.withdrawn})
+    if not sources:
+        return ""
+    named = "; ".join(f"`{s}`: {SOURCE_NAMES.get(s, s)}" for s in sources)
+    if included:
+        return f"Published numbers labelled *withdrawn* come from a withdrawn table ({named})."
+    return (
+        f"Not compared: {named}. Its rows stay in published-results.csv with status "
+        "`withdrawn`; `ssformer report --withdrawn` puts them beside ours, labelled withdrawn."
+    )
 
 
 def find_published(
@@ -249,11 +284,14 @@ def find_published(
     test_set: str,
     model: str,
     backbone: str,
+    include_withdrawn: bool = False,
 ) -> PublishedResult | None:
-    """The published row for exactly this protocol, convention, data, model and backbone."""
+    """The published row for exactly this protocol, convention, data, model and backbone;
+    rows of a withdrawn table only with ``include_withdrawn``."""
     for row in published:
         if (
-            row.protocol == protocol
+            (include_withdrawn or not row.withdrawn)
+            and row.protocol == protocol
             and row.metric_convention == convention
             and row.train_data == train_data
             and row.test_set == test_set
