@@ -347,7 +347,10 @@ def run_evaluation(
 
     if msf is None:
         msf = config.eval.msf
-    sets = build_datasets(config, split).evaluation_sets(split)
+    data = build_datasets(config, split)
+    sets = data.evaluation_sets(split)
+    if split == "test" and data.missing_note():
+        echo(str(data.missing_note()))
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}

@@ -109,8 +109,7 @@ SOURCE_NAMES: dict[str, str] = {
     "ssformer-paper": "SSFormer paper (Wang et al. 2022)",
     "ssformer-official-repo": (
         "official SSFormer repo's former README table, WITHDRAWN by its authors as an old "
-        "version (Qiming-Huang/ssformer issue 7; removed 2022-12-01); kept for reference, "
-        "compared only with `ssformer report --withdrawn`"
+        "version (Qiming-Huang/ssformer issue 7; removed 2022-12-01); kept for reference only"
     ),
     "polyp-pvt-paper": "Polyp-PVT paper",
     "pranet-paper": "PraNet paper",
@@ -271,7 +270,8 @@ def withdrawn_note(published: list[PublishedResult], included: bool) -> str:
         return f"Published numbers labelled *withdrawn* come from a withdrawn table ({named})."
     return (
         f"Not compared: {named}. Its rows stay in published-results.csv with status "
-        "`withdrawn`; `ssformer report --withdrawn` puts them beside ours, labelled withdrawn."
+        "`withdrawn`; `ssformer report RUNS --withdrawn` puts them beside ours, labelled "
+        "withdrawn."
     )
 
 
