@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,6 +312,15 @@ def _evaluation_model(
     return model, device
 
 
+def _evaluation_sets(config: Config, split: str, echo: Callable[[str], None]) -> dict[str, Any]:
+    """The sets ``ssformer val`` scores; the PraNet test sets absent from the folder are named."""
+    data = build_datasets(config, split)
+    missing = data.missing_note() if split == "test" else None
+    if missing:
+        echo(missing)
+    return data.evaluation_sets(split)
+
+
 def run_evaluation(
     config: Config,
     *,
@@ -347,10 +356,7 @@ def run_evaluation(
 
     if msf is None:
         msf = config.eval.msf
-    data = build_datasets(config, split)
-    sets = data.evaluation_sets(split)
-    if split == "test" and data.missing_note():
-        echo(str(data.missing_note()))
+    sets = _evaluation_sets(config, split, echo)
     suffix = "_msf" if msf.enable else ""
     workers = resolve_workers(config, device)
     results: dict[str, EvalOutput] = {}
