@@ -12,7 +12,8 @@ published ``metric_convention`` our keys (mIoU, mDice)         scale      who pu
                                                                         (Wang et al., MICCAI 2022)
 ``pranet-toolbox``            ``mIoU``, ``mDice``            fraction   Polyp-PVT, PraNet
 ``official-test-py``          ``official_iou``,              fraction   the official SSFormer
-                              ``official_dice``                         repository's result images
+                              ``official_dice``                         repository's README table
+                                                                        (withdrawn, see below)
 ============================ ============================== ========== ===========================
 
 * ``pooled-2-class-mean-x100``: one confusion matrix pooled over all test pixels at evaluation
@@ -21,7 +22,10 @@ published ``metric_convention`` our keys (mIoU, mDice)         scale      who pu
   the ground truth's original size, Dice/IoU at 256 thresholds averaged, then averaged over images
   (the PraNet evaluation toolbox). The SSFormer paper's numbers are believed to follow it.
 * ``official-test-py``: the official ``test.py``: binarise at 0.5 first, then the 256-threshold
-  loop; roughly 0.996 x Dice@0.5.
+  loop; roughly 0.996 x Dice@0.5. The only published numbers of this convention, the official
+  repository's README table, were withdrawn by its authors as an old version (Qiming-Huang/ssformer
+  issue 7, removed 2022-12-01): ``published-results.csv`` keeps them with status ``withdrawn``
+  and the report compares with them only when asked (``ssformer report --withdrawn``).
 
 Our evaluator (:mod:`ssformer.metrics`) already writes ``mIoU_2cls``/``mDice_2cls`` x100 and the
 other keys as fractions, i.e. in the published scale of their convention: ours are compared as
