@@ -135,3 +135,22 @@ def test_original_cvc_tiffs_equal_their_png_copies(stem: str) -> None:
     np.testing.assert_array_equal(from_tif, decode_image(image_png))
     np.testing.assert_array_equal(decode_mask_grey(mask_tif), decode_mask_grey(mask_png))
     assert read_image_size(image_tif) == (288, 384)
+
+
+def test_the_original_tiff_release_layout_is_a_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    """``Original/`` + ``Ground Truth/`` of TIFFs, as the CVC-ClinicDB release ships them."""
+    sample = real_data_root() / "CVC-ClinicDB-tif-sample"
+    if not sample.is_dir():
+        pytest.skip(f"{sample} is absent: the two original CVC-ClinicDB TIFF frames live there")
+    from ssformer.cli import main
+
+    assert main(["check-data", str(sample)]) == 0
+    assert "2 readable pairs, 0 error(s)" in capsys.readouterr().out
+    dataset = PolypDataset(sample, image_size=32, cache=False)  # never write into the data
+    assert [p[0].name for p in dataset.pairs] == ["4.tif", "7.tif"]
+    assert tuple(dataset[0]["image"].shape) == (3, 32, 32)
+    assert dataset.original_size(1) == (288, 384)
+    np.testing.assert_array_equal(
+        dataset.original_mask(0),
+        decode_mask_grey(real_data_root() / "CVC-ClinicDB/masks/4.png") > 128,
+    )
