@@ -578,7 +578,7 @@ def test_validate_weights_rejects_html_before_loading(tmp_path: Path) -> None:
 
 def test_weight_table_covers_every_name() -> None:
     names = [s.name for s in zoo.resolve_weight_names(["all"])]
-    assert names == [f"mit-b{i}" for i in range(6)] + [f"pvtv2-b{i}" for i in range(1, 6)] + [
+    assert names == [f"mit-b{i}" for i in range(6)] + [f"pvtv2-b{i}" for i in range(6)] + [
         "ssformer-s",
         "ssformer-l",
     ]

@@ -331,11 +331,12 @@ def test_published_lookup_needs_the_same_convention_and_protocol() -> None:
     paper = find_published(
         published, protocol="pranet", convention="per-image-foreground", backbone="MiT-B4", **common
     )
-    official = find_published(
-        published, protocol="pranet", convention="official-test-py", backbone="MiT-B2", **common
-    )
+    withdrawn = {"protocol": "pranet", "convention": "official-test-py", "backbone": "MiT-B2"}
+    assert find_published(published, **withdrawn, **common) is None  # a withdrawn table
+    official = find_published(published, **withdrawn, **common, include_withdrawn=True)
     assert paper is not None and paper.values == {"mIoU": 0.721, "mDice": 0.802}
     assert official is not None and official.values == {"mIoU": 0.697, "mDice": 0.772}
+    assert official.withdrawn
     assert (
         find_published(
             published,
@@ -374,8 +375,15 @@ def test_pranet_run_compares_official_and_paper_conventions(
     evaluation["dataset"] = "CVC-ColonDB"
     (run / "eval_test.json").unlink()
     (run / "eval_test_CVC-ColonDB.json").write_text(json.dumps(evaluation), encoding="utf-8")
+    default = tmp_path / "default"
+    build_report([run], default, predictions=False, model_sizes=False)
+    conventions = {r["convention"] for r in read_csv(default / "results.csv")}
+    assert conventions == {"per-image-foreground"}  # the withdrawn official table is left out
+    text = (default / "results.md").read_text(encoding="utf-8")
+    assert "Not compared" in text and "issue 7" in text and "2022-12-01" in text
     out = tmp_path / "report"
-    build_report([run], out, predictions=False, model_sizes=False)
+    build_report([run], out, predictions=False, model_sizes=False, include_withdrawn=True)
+    assert "official repo (withdrawn)" in (out / "results.md").read_text(encoding="utf-8")
     rows = {(r["convention"], r["metric"]): r for r in read_csv(out / "results.csv")}
     paper = rows[("per-image-foreground", "mDice")]
     assert paper["our_key"] == "mDice" and float(paper["published"]) == pytest.approx(0.802)
@@ -384,6 +392,7 @@ def test_pranet_run_compares_official_and_paper_conventions(
     assert official["our_key"] == "official_iou" and float(official["published"]) == pytest.approx(
         0.721
     )
+    assert official["published_source"] == "ssformer-official-repo (withdrawn)"
     assert ("pooled-2-class-mean-x100", "mDice") not in rows
 
 

@@ -176,9 +176,9 @@ def test_missing_pretrained_file_points_to_download(split_root: Path, tmp_path: 
     (command,) = re.findall(r"`ssformer ([^`]+)`", str(raised.value))
     args = build_parser().parse_args(command.split())  # the command it names parses as written
     assert args.names == [config.model.backbone.lower()]
-    # a backbone without published weights says so instead of naming a failing command
+    # PVTv2-B0's weights come from the Hub only: the command names it too
     config = load_config(KVASIR_CFG, [*overrides, "MODEL.BACKBONE=PVTv2-B0"])
-    with pytest.raises(CheckpointError, match="PVTv2-B0 has no published ImageNet weights"):
+    with pytest.raises(CheckpointError, match="ssformer download weights pvtv2-b0"):
         run_training(config, echo=None)
 
 

@@ -122,7 +122,7 @@ toolbox (see :mod:`ssformer.data.recipes`)."""
 
 WEIGHT_NAMES: tuple[str, ...] = (
     *(f"mit-b{i}" for i in range(6)),
-    *(f"pvtv2-b{i}" for i in range(1, 6)),
+    *(f"pvtv2-b{i}" for i in range(6)),
     "ssformer-s",
     "ssformer-l",
 )

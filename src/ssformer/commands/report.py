@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default="cpu", help="device for the predictions grids (default: cpu)"
     )
     parser.add_argument(
+        "--withdrawn",
+        action="store_true",
+        help="also compare with published tables their authors withdrew (labelled withdrawn)",
+    )
+    parser.add_argument(
         "--skip-model-sizes",
         action="store_true",
         help="do not build models to count parameters; show the published sizes only",
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         compute_model_sizes=not args.skip_model_sizes,
         samples=args.samples,
         device=args.device,
+        include_withdrawn=args.withdrawn,
     )
     flagged = [run for run in output.runs if run.problems]
     print(f"{len(output.runs)} run folder(s) -> {output.out_dir}")

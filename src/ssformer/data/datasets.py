@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ssformer.data.cache import CACHE_DIR_NAME, RESIZE_RULES, PairCache
-from ssformer.data.decode import decode_mask
+from ssformer.data.decode import decode_mask, read_image_size
 from ssformer.data.layout import image_files
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
@@ -145,13 +144,7 @@ class PolypDataset(torch.utils.data.Dataset):
 
     def original_size(self, index: int) -> tuple[int, int]:
         """``(h, w)`` of the original image (read from its header, not decoded)."""
-        image_path = self.pairs[index][0]
-        try:
-            with Image.open(image_path) as img:
-                w, h = img.size
-        except OSError as error:
-            raise DataError(f"cannot read {image_path}: {error}") from error
-        return (h, w)
+        return read_image_size(self.pairs[index][0])
 
     def original_mask(self, index: int) -> np.ndarray:
         """Full-resolution ground truth, bool ``[h, w]`` (grey value > 128)."""

@@ -9,6 +9,9 @@ Images become RGB uint8 ``[H, W, 3]``:
 - 16-bit grey (``I;16``, or ``I`` with values up to 65535): the high byte (``v >> 8``), as PIL
   reads 16-bit RGB PNGs; without this, PIL clips them to 255 (an almost white image);
 - 32-bit float and other integer ranges: refused, naming the file and its mode;
+- TIFFs that Pillow cannot open (the original CVC-ClinicDB frames declare 3 samples per pixel
+  with a BlackIsZero photometric tag): read by ``tifffile`` as stored, 1 sample as grey, 3 as
+  RGB, 4 as RGBA (their PNG copies hold the same pixels); 16-bit samples give their high byte;
 - EXIF orientation: the pixels as stored, not rotated, as PIL, torchvision and the reference
   pipelines read them (a mask is drawn on the stored pixels), by every reader: training,
   evaluation and ``ssformer predict`` alike; ``check-data`` and ``predict`` note such images.
@@ -42,6 +45,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 from PIL import Image, ImageOps
 
 from ssformer.errors import DataError
@@ -53,6 +57,7 @@ __all__ = [
     "decode_mask_as_stored",
     "decode_mask_grey",
     "exif_orientation",
+    "read_image_size",
     "read_mask_grey",
 ]
 
@@ -91,8 +96,70 @@ def _load(path: Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
                 img.draft("RGB", (draft_size[1], draft_size[0]))
             img.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        if _is_tiff(path):
+            return _load_tiff(path, pillow_error=error)
         raise _fail(path, f"{type(error).__name__}: {error}") from error
     return img
+
+
+def _is_tiff(path: Path) -> bool:
+    """Whether the file starts with a TIFF (or BigTIFF) signature."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _tiff_samples(path: Path) -> np.ndarray:
+    """The first page's samples as ``[H, W]`` or ``[H, W, S]``, as stored."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        values = page.asarray()
+        axes = page.axes
+    if axes.startswith("S") and values.ndim == 3:  # planar configuration: samples first
+        values = np.moveaxis(values, 0, -1)
+    return values
+
+
+def _load_tiff(path: Path, *, pillow_error: Exception) -> Image.Image:
+    """A TIFF that Pillow refuses, read by ``tifffile``: 1 sample = grey, 3 = RGB, 4 = RGBA."""
+    try:
+        values = _tiff_samples(path)
+    except Exception as error:  # tifffile raises many types for broken files
+        raise _fail(
+            path, f"neither Pillow ({pillow_error}) nor tifffile ({error}) can read it"
+        ) from error
+    samples = 1 if values.ndim == 2 else values.shape[-1]
+    if values.ndim not in (2, 3) or samples not in (1, 3, 4):
+        raise _fail(path, f"TIFF of shape {values.shape} (1, 3 or 4 samples per pixel expected)")
+    if values.dtype == np.uint16:
+        values = (values >> 8).astype(np.uint8)
+    if values.dtype != np.uint8:
+        raise _fail(path, f"TIFF samples of type {values.dtype} (8- or 16-bit integers expected)")
+    if samples == 1 and values.ndim == 3:
+        values = values[..., 0]
+    return Image.fromarray(np.ascontiguousarray(values))  # uint8: L, RGB or RGBA by shape
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """``(h, w)`` of an image file, read from its header (every format :func:`decode_image`
+    reads, the TIFFs that Pillow refuses included)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+        return (height, width)
+    except (OSError, ValueError, SyntaxError) as error:
+        if not _is_tiff(path):
+            raise _fail(path, f"{type(error).__name__}: {error}") from error
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return (int(page.imagelength), int(page.imagewidth))
+    except Exception as error:  # tifffile raises many types for broken files
+        raise _fail(path, f"tifffile cannot read its header ({error})") from error
 
 
 def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
@@ -194,7 +261,7 @@ def decode_mask_as_stored(path: Path) -> np.ndarray:
     grey, rule = read_mask_grey(path)
     if rule != "grey-rgb":
         return grey
-    with Image.open(path) as raw:
-        if raw.mode not in ("RGB", "RGBA"):  # palette or LA: libpng expands them to grey
-            return grey
-        return np.array(np.asarray(raw)[..., 0])
+    raw = _load(path)
+    if raw.mode not in ("RGB", "RGBA"):  # palette or LA: libpng expands them to grey
+        return grey
+    return np.array(np.asarray(raw)[..., 0])

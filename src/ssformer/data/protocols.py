@@ -7,7 +7,9 @@ tests on. Training, validation during training and ``ssformer val`` all ask
   one folder holding ``images/`` + ``masks/``.
 - ``pranet`` (the SSFormer paper): train on ``TrainDataset`` less a held-out part of
   ``DATASET.VAL_FRACTION`` (seeded by ``DATASET.SPLIT.SEED``), which is the validation set; test
-  on the PraNet test sets present under ``TestDataset``.
+  on the PraNet test sets present under ``TestDataset`` (a benchmark folder may hold only some
+  of the five; :attr:`ProtocolData.missing_test_sets` names the others, and training and
+  ``ssformer val`` say so).
 
 Test sets, and every set ``ssformer val`` scores, are read as ``EVAL.RECIPE`` prescribes
 (:class:`~ssformer.data.recipes.RecipeEvalDataset`: the original pipeline's resize and GT
@@ -47,6 +49,17 @@ class ProtocolData:
     train: Dataset | None = None
     val: dict[str, Dataset] = field(default_factory=dict)
     test: dict[str, Dataset] = field(default_factory=dict)
+    missing_test_sets: tuple[str, ...] = ()
+
+    def missing_note(self) -> str | None:
+        """A line naming the PraNet test sets absent from the benchmark folder (None if all
+        five are there, or the protocol has none)."""
+        if not self.missing_test_sets:
+            return None
+        return (
+            f"PraNet test sets missing from TestDataset/ (not scored): "
+            f"{', '.join(self.missing_test_sets)}; scoring {', '.join(self.test) or 'none'}"
+        )
 
     def evaluation_sets(self, split: str) -> dict[str, Dataset]:
         """The sets of ``split`` (``val`` or ``test``)."""
@@ -142,6 +155,7 @@ def _pranet(config: Config, root: Path, split: str | None) -> ProtocolData:
         }
         if not data.test:
             raise DataError(f"{test_root} holds none of the sets {PRANET_TEST_SETS}")
+        data.missing_test_sets = tuple(n for n in PRANET_TEST_SETS if n not in data.test)
     if split in (None, "val"):
         # model selection during training: the cached pipeline; `ssformer val --split val`:
         # the recipe's

@@ -36,7 +36,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ssformer.data.datasets import find_pairs
-from ssformer.data.decode import decode_image, decode_mask_as_stored, decode_mask_grey
+from ssformer.data.decode import (
+    decode_image,
+    decode_mask_as_stored,
+    decode_mask_grey,
+    read_image_size,
+)
 from ssformer.data.study_resize import normalise_uint8, study_eval_size, study_resize
 from ssformer.errors import ConfigError, DataError
 from ssformer.registry import EVAL_RECIPES
@@ -95,8 +100,7 @@ class RecipeEvalDataset(Dataset):
         """``(h, w)`` of item ``index``'s model input (read from the image header)."""
         if self.recipe != "study":
             return self.image_size
-        with Image.open(self.pairs[index][0]) as image:
-            width, height = image.size
+        height, width = read_image_size(self.pairs[index][0])
         return study_eval_size(height, width, self.image_size[0])[1]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 
+from ssformer.data.decode import decode_image
 from ssformer.data.layout import image_files
 from ssformer.data.transforms import eval_image_tensor
 from ssformer.engine.evaluate import polyp_probability
@@ -71,10 +71,7 @@ def _config_images(config: Config) -> list[Path]:
 
 
 def _read(path: Path, size: tuple[int, int]) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"calibration image {path} could not be read (corrupt or unsupported)")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb = decode_image(path)  # the one decoding rule (raises a DataError naming the file)
     return eval_image_tensor(rgb, size)[None].numpy()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,6 +323,15 @@ def _evaluation_model(
     return model, device
 
 
+def _evaluation_sets(config: Config, split: str, echo: Callable[[str], None]) -> dict[str, Any]:
+    """The sets ``ssformer val`` scores; the PraNet test sets absent from the folder are named."""
+    data = build_datasets(config, split)
+    missing = data.missing_note() if split == "test" else None
+    if missing:
+        echo(missing)
+    return data.evaluation_sets(split)
+
+
 def run_evaluation(
     config: Config,
     *,
@@ -358,7 +367,7 @@ def run_evaluation(
 
     if msf is None:
         msf = config.eval.msf
-    sets = build_datasets(config, split).evaluation_sets(split)
+    sets = _evaluation_sets(config, split, echo)
     _refuse_empty_sets(sets)
     # a subset of the metrics never replaces the full table that report reads
     suffix = ("_msf" if msf.enable else "") + ("_subset" if metrics else "")

@@ -574,9 +574,11 @@ def _data_line(data: ProtocolData, select: dict[str, Any], steps: int, workers: 
     def sets(named: dict[str, Any]) -> str:
         return ", ".join(f"{k} ({len(v)})" for k, v in named.items())
 
+    missing = data.missing_note()
     return (
         f"data: {len(data.train)} training images, model selection on {sets(select)}, test on "
         f"{sets(data.test)}; {steps} steps/epoch, {workers} workers"
+        + (f"\n{missing}" if missing else "")
     )
 
 

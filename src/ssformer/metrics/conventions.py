@@ -28,7 +28,7 @@ METRIC_CONVENTIONS: dict[str, str] = {
     "Dice@0.5": "per image Dice of prob>0.5, mean over images; GT>128 (FCBFormer)",
     "IoU@0.5": "per image IoU of prob>0.5, mean over images; GT>128 (FCBFormer)",
     "official_dice": "official SSFormer test.py: prob>0.5, then its 256-threshold Dice loop, mean "
-    "over images; GT==255 (~0.996 x Dice@0.5; the official repo's result images)",
+    "over images; GT==255 (~0.996 x Dice@0.5; the official repo's test.py)",
     "official_iou": "official SSFormer test.py arithmetic with the loop's IoU output: prob>0.5, "
     "then 256-threshold IoU, mean over images; GT==255",
     "mIoU_2cls": "reproduction study (seed): pooled confusion matrix over all pixels at the model "

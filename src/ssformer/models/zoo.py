@@ -5,7 +5,7 @@ checkpoints, with their Google Drive IDs (those of the SSFormer paper's reposito
 MICCAI 2022, and of the reproduction study's notebook). Drive links die and hit quotas, so every
 entry carries the manual link to open in a browser and, where one exists, a second source on the
 Hugging Face Hub (``hf_repo`` / ``hf_filename``), which :func:`fetch_weight` tries when Drive
-fails; the Hub copy is loaded strictly (which converts its key layout) and saved in the original
+fails (PVTv2-B0 has no Drive copy: the Hub's timm copy is its first source); the Hub copy is loaded strictly (which converts its key layout) and saved in the original
 layout.
 
 Nothing is written where a valid file is expected until it has been checked: a download is
@@ -59,7 +59,7 @@ class WeightSource:
     name: str
     filename: str
     subdir: str
-    drive_id: str
+    drive_id: str | None
     backbone: str
     model: str | None = None
     alternative: str | None = None
@@ -68,8 +68,16 @@ class WeightSource:
 
     @property
     def url(self) -> str:
-        """The Drive download link (also the link to open by hand)."""
+        """The link to open by hand: the Drive download link, or the Hub page of a checkpoint
+        published only there (``drive_id`` is ``None``)."""
+        if self.drive_id is None:
+            return f"{HF_ENDPOINT}/{self.hf_repo}"
         return DRIVE_URL.format(drive_id=self.drive_id)
+
+
+_OFFICIAL_REPO = "https://github.com/Qiming-Huang/ssformer"
+#: The PVT authors' own release of PVTv2-B0 (the original layout; no Drive copy exists).
+_PVT_RELEASE = "https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b0.pth"
 
 
 def _mit(index: int, drive_id: str) -> WeightSource:
@@ -89,24 +97,23 @@ def _mit(index: int, drive_id: str) -> WeightSource:
     )
 
 
-def _pvtv2(index: int, drive_id: str) -> WeightSource:
+def _pvtv2(index: int, drive_id: str | None) -> WeightSource:
+    hub = (
+        f"Hugging Face Hub 'timm/pvt_v2_b{index}.in1k' (timm's copy of the ImageNet "
+        f"weights, a safetensors file in timm's key layout, converted on download: "
+        f"{HF_ENDPOINT}/timm/pvt_v2_b{index}.in1k)"
+    )
     return WeightSource(
         name=f"pvtv2-b{index}",
         filename=f"pvt_v2_b{index}.pth",
         subdir="backbones/pvtv2",
         drive_id=drive_id,
         backbone=f"PVTv2-B{index}",
-        alternative=(
-            f"Hugging Face Hub 'timm/pvt_v2_b{index}.in1k' (timm's copy of the ImageNet "
-            f"weights, a safetensors file in timm's key layout, converted on download: "
-            f"{HF_ENDPOINT}/timm/pvt_v2_b{index}.in1k)"
-        ),
+        alternative=hub if drive_id is not None else f"the PVT authors' file {_PVT_RELEASE}",
         hf_repo=f"timm/pvt_v2_b{index}.in1k",
         hf_filename="model.safetensors",
     )
 
-
-_OFFICIAL_REPO = "https://github.com/Qiming-Huang/ssformer"
 
 WEIGHTS: dict[str, WeightSource] = {
     source.name: source
@@ -117,6 +124,7 @@ WEIGHTS: dict[str, WeightSource] = {
         _mit(3, "1d3wU8KNjPL4EqMCIEO_rO-O3-REpG82T"),
         _mit(4, "1BUtU42moYrOFbsMCE-LTTkUE-mrWnfG2"),
         _mit(5, "1d7I50jVjtCddnhpf-lqj8-f13UyCzoW1"),
+        _pvtv2(0, None),  # no Drive copy: the Hub's timm copy is the source
         _pvtv2(1, "1LsG_OBji73Iay8fR-gBRKxHVA0GUsSoR"),
         _pvtv2(2, "1eDCLaB0G24H3IBRLlIfM4Xg7kBW8MBx_"),
         _pvtv2(3, "1VttlOsYpArGyiNDX9v3nVBnEwpgeJE-k"),
@@ -211,6 +219,16 @@ def fetch_weight(
             os.replace(tmp, final)
             note(f"{source.name}: saved {final} (downloaded by an earlier run)", quiet)
             return final
+    if source.drive_id is None:  # no Drive copy: the Hub is the first source
+        try:
+            fetch_from_hub(source, final, what=what, quiet=quiet, url=url)
+        except DownloadError as error:
+            raise DownloadError(
+                f"{error}\nOpen {source.url} by hand, or download {source.alternative}, and "
+                f"save the file as {final}"
+            ) from error
+        note(f"{source.name}: saved {final}", quiet)
+        return final
     try:
         _fetch_from_drive(source, final, url=url or source.url, what=what, quiet=quiet)
     except DownloadError as drive_error:
@@ -255,14 +273,17 @@ def hf_url(source: WeightSource, environ: Mapping[str, str] | None = None) -> st
     return f"{endpoint}/{source.hf_repo}/resolve/main/{source.hf_filename}"
 
 
-def fetch_from_hub(source: WeightSource, final: Path, *, what: str, quiet: bool = False) -> Path:
-    """Download ``source``'s Hugging Face Hub copy, load it strictly into its backbone (which
-    converts the key layout) and write it to ``final`` in the original MiT/PVTv2 layout.
+def fetch_from_hub(
+    source: WeightSource, final: Path, *, what: str, quiet: bool = False, url: str | None = None
+) -> Path:
+    """Download ``source``'s Hugging Face Hub copy (or ``url``, a mirror of it), load it
+    strictly into its backbone (which converts the key layout) and write it to ``final`` in the
+    original MiT/PVTv2 layout.
 
     The download goes to ``<final>.hub`` (resumable ``.part`` while it runs) and is deleted once
     converted, or when it does not load; ``final`` appears only complete (temp file + rename).
     """
-    url = hf_url(source)
+    url = url or hf_url(source)
     if url is None:
         raise DownloadError(f"{what} has no second source on the Hugging Face Hub")
     raw = final.with_name(final.name + ".hub")
@@ -288,7 +309,7 @@ def download_weights(
     urls: Mapping[str, str] | None = None,
     quiet: bool = False,
 ) -> list[Path]:
-    """Download weights by CLI name (``mit-b0``..``mit-b5``, ``pvtv2-b1``..``pvtv2-b5``,
+    """Download weights by CLI name (``mit-b0``..``mit-b5``, ``pvtv2-b0``..``pvtv2-b5``,
     ``ssformer-s``, ``ssformer-l``, ``all``) into ``<root>/checkpoints``.
 
     Every name is tried; if any failed, one :class:`DownloadError` lists all failures after the

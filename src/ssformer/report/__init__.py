@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ssformer.io.atomic import copy_file_atomic, write_text_atomic
 from ssformer.io.fresh import fresh_file, fresh_folder
-from ssformer.report.conventions import load_published
+from ssformer.report.conventions import load_published, withdrawn_note
 from ssformer.report.curves import write_curves_png
 from ssformer.report.model_sizes import size_rows, write_model_sizes
 from ssformer.report.predictions import PredictionsUnavailable, write_predictions_png
@@ -187,8 +187,10 @@ def _markdown(
     unusable: list[RunRecord],
     size_lines: list[str],
     figure_lines: list[str],
+    withdrawn: str = "",
 ) -> list[str]:
-    """The lines of ``results.md``."""
+    """The lines of ``results.md``; ``withdrawn`` says which withdrawn tables are (not)
+    compared."""
     md = [
         "# Results",
         "",
@@ -213,6 +215,7 @@ def _markdown(
         ]
         md += [""]
     md += ["## Metric conventions", "", conventions_markdown()]
+    md += [withdrawn, ""] if withdrawn else []
     md += ["## Runs", "", *_run_table(out.runs), ""]
     md += ["## All test metrics", "", *_all_metrics(out.runs), ""]
     md += size_lines
@@ -231,12 +234,14 @@ def build_report(
     samples: int = 2,
     device: str = "cpu",
     published_csv: Path | None = None,
+    include_withdrawn: bool = False,
 ) -> ReportOutput:
     """Write the report for the run folders found under ``runs`` into ``out_dir``.
 
     ``png``: also copy ``results.png`` there (the repository's README image). Nothing is
     overwritten: an ``out_dir`` that holds files gives way to ``out_dir-N``, an existing
-    ``png`` to ``<stem>-N.png`` (each said in ``notes``). Raises
+    ``png`` to ``<stem>-N.png`` (each said in ``notes``). ``include_withdrawn``: also compare
+    with tables their authors withdrew (labelled so). Raises
     :class:`ssformer.errors.ConfigError` when no run folder is found; broken run folders are
     flagged in the output, not raised.
     """
@@ -245,7 +250,7 @@ def build_report(
         out.notes.append(f"{out_dir} already holds files; wrote to {out.out_dir} instead")
     out.runs = read_runs([Path(p) for p in runs])
     published = load_published(published_csv)
-    comparisons = compare_runs(out.runs, published)
+    comparisons = compare_runs(out.runs, published, include_withdrawn)
     sections = build_sections(comparisons)
     unusable = unusable_runs(out.runs)
 
@@ -257,7 +262,8 @@ def build_report(
 
     figure_lines = _figures(out, predictions, samples, device)
     size_lines = _model_sizes(out, compute_model_sizes) if model_sizes else []
-    md = _markdown(out, sections, unusable, size_lines, figure_lines)
+    withdrawn = withdrawn_note(published, include_withdrawn)
+    md = _markdown(out, sections, unusable, size_lines, figure_lines, withdrawn)
     md_path = out.out_dir / "results.md"
     write_text_atomic(md_path, "\n".join(md).rstrip() + "\n")
     out.files.insert(0, md_path)

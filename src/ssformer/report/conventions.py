@@ -12,7 +12,8 @@ published ``metric_convention`` our keys (mIoU, mDice)         scale      who pu
                                                                         (Wang et al., MICCAI 2022)
 ``pranet-toolbox``            ``mIoU``, ``mDice``            fraction   Polyp-PVT, PraNet
 ``official-test-py``          ``official_iou``,              fraction   the official SSFormer
-                              ``official_dice``                         repository's result images
+                              ``official_dice``                         repository's README table
+                                                                        (withdrawn, see below)
 ============================ ============================== ========== ===========================
 
 * ``pooled-2-class-mean-x100``: one confusion matrix pooled over all test pixels at evaluation
@@ -21,7 +22,10 @@ published ``metric_convention`` our keys (mIoU, mDice)         scale      who pu
   the ground truth's original size, Dice/IoU at 256 thresholds averaged, then averaged over images
   (the PraNet evaluation toolbox). The SSFormer paper's numbers are believed to follow it.
 * ``official-test-py``: the official ``test.py``: binarise at 0.5 first, then the 256-threshold
-  loop; roughly 0.996 x Dice@0.5.
+  loop; roughly 0.996 x Dice@0.5. The only published numbers of this convention, the official
+  repository's README table, were withdrawn by its authors as an old version (Qiming-Huang/ssformer
+  issue 7, removed 2022-12-01): ``published-results.csv`` keeps them with status ``withdrawn``
+  and the report compares with them only when asked (``ssformer report --withdrawn``).
 
 Our evaluator (:mod:`ssformer.metrics`) already writes ``mIoU_2cls``/``mDice_2cls`` x100 and the
 other keys as fractions, i.e. in the published scale of their convention: ours are compared as
@@ -107,7 +111,10 @@ METRICS: tuple[str, ...] = ("mIoU", "mDice")
 SOURCE_NAMES: dict[str, str] = {
     "reproduction-study": "reproduction study (Singhal 2022)",
     "ssformer-paper": "SSFormer paper (Wang et al. 2022)",
-    "ssformer-official-repo": "official SSFormer repo",
+    "ssformer-official-repo": (
+        "official SSFormer repo's former README table, WITHDRAWN by its authors as an old "
+        "version (Qiming-Huang/ssformer issue 7; removed 2022-12-01); kept for reference only"
+    ),
     "polyp-pvt-paper": "Polyp-PVT paper",
     "pranet-paper": "PraNet paper",
 }
@@ -176,6 +183,11 @@ def head_of(model: str) -> str:
     return HEADS.get(model, model)
 
 
+STATUSES: tuple[str, ...] = ("published", "withdrawn")
+"""``published-results.csv``'s ``status``: a withdrawn table is kept for reference but is never
+the default comparison (an empty or absent column reads as ``published``)."""
+
+
 @dataclass(frozen=True)
 class PublishedResult:
     """One row of ``published-results.csv``."""
@@ -189,6 +201,12 @@ class PublishedResult:
     backbone: str
     head: str
     values: dict[str, float]
+    status: str = "published"
+
+    @property
+    def withdrawn(self) -> bool:
+        """Whether its authors withdrew the table this row comes from."""
+        return self.status == "withdrawn"
 
 
 def reference_path(name: str) -> Path:
@@ -224,6 +242,11 @@ def load_published(path: Path | None = None) -> list[PublishedResult]:
             values = {metric: float(row[metric]) for metric in METRICS if row[metric]}
         except ValueError as error:
             raise ConfigError(f"{path}:{line}: not a number: {error}") from error
+        status = (row.get("status") or "published").strip()
+        if status not in STATUSES:
+            raise ConfigError(
+                f"{path}:{line}: status {status!r} is not one of {', '.join(STATUSES)}"
+            )
         results.append(
             PublishedResult(
                 source=row["source"],
@@ -235,9 +258,25 @@ def load_published(path: Path | None = None) -> list[PublishedResult]:
                 backbone=row["backbone"],
                 head=row["head"],
                 values=values,
+                status=status,
             )
         )
     return results
+
+
+def withdrawn_note(published: list[PublishedResult], included: bool) -> str:
+    """One sentence for the report on the withdrawn tables among ``published`` ("" if none)."""
+    sources = sorted({row.source for row in published if row.withdrawn})
+    if not sources:
+        return ""
+    named = "; ".join(f"`{s}`: {SOURCE_NAMES.get(s, s)}" for s in sources)
+    if included:
+        return f"Published numbers labelled *withdrawn* come from a withdrawn table ({named})."
+    return (
+        f"Not compared: {named}. Its rows stay in published-results.csv with status "
+        "`withdrawn`; `ssformer report RUNS --withdrawn` puts them beside ours, labelled "
+        "withdrawn."
+    )
 
 
 def find_published(
@@ -249,11 +288,14 @@ def find_published(
     test_set: str,
     model: str,
     backbone: str,
+    include_withdrawn: bool = False,
 ) -> PublishedResult | None:
-    """The published row for exactly this protocol, convention, data, model and backbone."""
+    """The published row for exactly this protocol, convention, data, model and backbone;
+    rows of a withdrawn table only with ``include_withdrawn``."""
     for row in published:
         if (
-            row.protocol == protocol
+            (include_withdrawn or not row.withdrawn)
+            and row.protocol == protocol
             and row.metric_convention == convention
             and row.train_data == train_data
             and row.test_set == test_set

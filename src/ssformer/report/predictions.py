@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ssformer.registry import PRANET_TEST_SETS
 from ssformer.report.grid import save_figure
 from ssformer.report.runs import EvalResult, RunRecord
 
@@ -61,8 +62,6 @@ def test_folder(run: RunRecord, result: EvalResult) -> Path:
         candidates += [parent / root for parent in run.path.parents]
     for base in candidates:
         if run.protocol == "pranet":
-            from ssformer.registry import PRANET_TEST_SETS
-
             names = [n for n in PRANET_TEST_SETS if n.lower() == result.test_set.lower()]
             folder = base / "TestDataset" / (names[0] if names else result.test_set)
         else:

@@ -27,6 +27,7 @@ SOURCE_SHORT: dict[str, str] = {
     "reproduction-study": "study",
     "ssformer-paper": "paper",
     "ssformer-official-repo": "official repo",
+    "ssformer-official-repo (withdrawn)": "official repo (withdrawn)",
     "polyp-pvt-paper": "Polyp-PVT",
     "pranet-paper": "PraNet",
 }

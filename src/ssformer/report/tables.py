@@ -63,7 +63,10 @@ class Comparison:
 
     @property
     def source(self) -> str:
-        return "" if self.published is None else self.published.source
+        """The published number's source; `` (withdrawn)`` added for a withdrawn table."""
+        if self.published is None:
+            return ""
+        return self.published.source + (" (withdrawn)" if self.published.withdrawn else "")
 
 
 def dataset_label(train_data: str, test_set: str, msf: bool = False) -> str:
@@ -104,13 +107,20 @@ def _data_label(run: RunRecord) -> str:
     return f"{run.dataset} (the data is {run.verified_data})"
 
 
-def conventions_for(run: RunRecord, test_set: str, published: list[PublishedResult]) -> list[str]:
+def conventions_for(
+    run: RunRecord,
+    test_set: str,
+    published: list[PublishedResult],
+    include_withdrawn: bool = False,
+) -> list[str]:
     """Conventions to show for a run's test set: the protocol's primary one, plus every
-    convention that has a published number for exactly this run."""
+    convention that has a published number for exactly this run (a withdrawn table's only
+    with ``include_withdrawn``)."""
     chosen = [PRIMARY_CONVENTION.get(run.protocol, DEFAULT_CONVENTION)]
     for row in published:
         if (
-            row.protocol == run.protocol
+            (include_withdrawn or not row.withdrawn)
+            and row.protocol == run.protocol
             and row.train_data == run.dataset
             and row.test_set == test_set
             and row.model == run.model
@@ -121,13 +131,16 @@ def conventions_for(run: RunRecord, test_set: str, published: list[PublishedResu
     return chosen
 
 
-def compare_runs(runs: list[RunRecord], published: list[PublishedResult]) -> list[Comparison]:
+def compare_runs(
+    runs: list[RunRecord], published: list[PublishedResult], include_withdrawn: bool = False
+) -> list[Comparison]:
     """Every (run, test set, convention, metric) comparison; runs without a test evaluation are
-    left out (see :func:`unusable_runs`)."""
+    left out (see :func:`unusable_runs`); a withdrawn table only with ``include_withdrawn``."""
     comparisons = []
     for run in runs:
         for result in run.test_evals():
-            for convention_name in conventions_for(run, result.test_set, published):
+            conventions = conventions_for(run, result.test_set, published, include_withdrawn)
+            for convention_name in conventions:
                 convention = CONVENTIONS[convention_name]
                 match = None
                 comparable = run.data_is_verified and recipe_fits(result.recipe, convention_name)
@@ -140,6 +153,7 @@ def compare_runs(runs: list[RunRecord], published: list[PublishedResult]) -> lis
                         test_set=result.test_set,
                         model=run.model,
                         backbone=run.backbone,
+                        include_withdrawn=include_withdrawn,
                     )
                 for metric in METRICS:
                     key = convention.our_keys[metric]
@@ -192,7 +206,7 @@ class Section:
         return f"protocol {self.protocol} · convention {self.convention}"
 
     def sources(self) -> list[str]:
-        found = {c.source for c in self.cells.values() if c.source}
+        found = {c.published.source for c in self.cells.values() if c.published is not None}
         return [SOURCE_NAMES.get(s, s) for s in sorted(found)]
 
     def flagged(self, row: tuple[str, str]) -> list[str]:
