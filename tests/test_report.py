@@ -187,10 +187,14 @@ def test_report_command_writes_table_with_published_numbers(
     assert "pooled-2-class-mean-x100" in md
     assert CONVENTIONS["pooled-2-class-mean-x100"].header("mDice") in md
     assert "mDice_2cls (study: pooled 2-class mean ×100)" in md
-    assert "| Kvasir-SEG | MiT-B0 | **84.50** | 84.02 | +0.48 | **84.00** | 84.77 | -0.77 |" in md
-    assert "| Kvasir-SEG | MiT-B1 | **85.00** | 84.37 | +0.63 |" in md
+    # no pooled per-image counts in these runs' rows: no interval ("—")
+    assert (
+        "| Kvasir-SEG | MiT-B0 | **84.50** | — | 84.02 | +0.48 | **84.00** | — | 84.77 | -0.77 |"
+        in md
+    )
+    assert "| Kvasir-SEG | MiT-B1 | **85.00** | — | 84.37 | +0.63 |" in md
     # mean over backbones, like the study's "Kvasir Total" row: (84.50 + 85.00) / 2 vs (84.02 + 84.37) / 2
-    assert "| Kvasir-SEG | mean | **84.75** | 84.19 | +0.56 |" in md
+    assert "| Kvasir-SEG | mean | **84.75** |  | 84.19 | +0.56 |" in md
     for model, backbone in OURS:
         curves = f"curves-{model}_{backbone}_Kvasir_20261125-120000.png"
         assert curves in md and (out / curves).is_file()
@@ -207,7 +211,7 @@ def test_synthetic_run_has_no_published_counterpart(tmp_path: Path) -> None:
     assert rows and all(r["published"] == "" and r["difference"] == "" for r in rows)
     assert all(r["train_data"] == "synthetic" for r in rows)
     md = (out / "results.md").read_text(encoding="utf-8")
-    assert "| synthetic (generated, not Kvasir) | MiT-B0 | **85.00** | — | — |" in md
+    assert "| synthetic (generated, not Kvasir) | MiT-B0 | **85.00** | — | — | — |" in md
     assert "Kvasir-SEG" not in md.split("## Metric conventions")[0]
 
 

@@ -17,6 +17,7 @@ from ssformer import __version__
 from ssformer.commands import (
     bench,
     check_data,
+    compare,
     demo,
     download,
     export,
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
     synth,
     check_data,
     report,
+    compare,
     train,
     val,
     predict,

@@ -52,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="torch.compile the model first (~1 min; pays for many images of one size)",
     )
+    parser.add_argument(
+        "--save-maps",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write each test image's 8-bit map as DIR/<test set>/<image stem>.png (grey "
+        "PNG at the image's size, as the PraNet toolbox and PySODMetrics scripts read them)",
+    )
     add_runtime_argument(parser)
     parser.set_defaults(func=run)
 
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         compile=args.compile,
         runtime=args.runtime,
+        save_maps=args.save_maps,
     )
     return 0
 

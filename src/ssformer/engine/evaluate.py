@@ -38,6 +38,7 @@ from ssformer.data.recipes import toolbox_map
 from ssformer.deploy.runtimes import load_inference_model, resolve_runtime
 from ssformer.deploy.sessions import runtime_label
 from ssformer.engine.runtime import resolve_device, resolve_workers
+from ssformer.engine.saved_maps import MapFolder, map_folders
 from ssformer.errors import ExportError, SSFormerError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
@@ -58,6 +59,9 @@ __all__ = [
     "write_eval_json",
 ]
 
+CONFUSION_KEY = "confusion_2cls"
+"""Per-image row key of the image's pooled 2-class counts ``[[TN, FP], [FN, TP]]``."""
+
 # Metrics computed at every validation during training by default (EVAL.METRICS: fast).
 TRAINING_METRICS: tuple[str, ...] = TRAINING_METRIC_NAMES
 
@@ -68,7 +72,8 @@ class EvalOutput:
     ``Dice@0.5``, ``IoU@0.5`` and the image's value of every other per-image metric computed
     that is a mean over images (``mDice``, ``mIoU``, ``MAE``, ``official_*``, ``S_alpha``,
     ``Fw_beta``, ``E_phi_mean``/``E_phi_adp``, ``Fm_mean``/``Fm_adp``; not the ``*_max`` of the
-    dataset-mean curves)."""
+    dataset-mean curves), and ``confusion_2cls`` (the image's pooled 2-class counts) when a
+    pooled metric is computed."""
 
     metrics: dict[str, float]
     per_image: list[dict[str, Any]] = field(default_factory=list)
@@ -134,6 +139,37 @@ def predict_probability(
     return total / count
 
 
+def _score_image(
+    evaluator: SegmentationEvaluator,
+    base: Any,
+    index: int,
+    prob: torch.Tensor,
+    mask: torch.Tensor,
+    needs: tuple[bool, bool, bool],
+    toolbox: bool,
+) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """Add one image to ``evaluator``; returns its row values and its 8-bit toolbox map (when
+    the toolbox recipe or a saved map needs it). ``needs``: (pooled metrics, per-image
+    metrics, a saved map).
+
+    Pooled: ``prob > 0.5`` against the mask at the evaluation size, the row keeping the image's
+    2x2 counts; per-image: the probability resized to the original mask's size."""
+    pooled, per_image, want_map = needs
+    values: dict[str, Any] = {}
+    if pooled:
+        values[CONFUSION_KEY] = evaluator.update_pooled(prob > 0.5, mask > 0.5).tolist()
+    if not (per_image or want_map):
+        return values, None
+    gt = torch.from_numpy(base.original_mask(index)).to(prob.device)
+    saved = None
+    if toolbox or want_map:
+        saved = toolbox_map(torch.logit(prob.double(), eps=1e-12), tuple(gt.shape))
+    if per_image:
+        full = resize_probability(prob, tuple(gt.shape)).clamp_(0.0, 1.0)
+        values.update(evaluator.update(full, gt, saved_map=saved if toolbox else None))
+    return values, saved
+
+
 def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
     """In order; where the inputs differ in size (the study's aspect-kept resize), each batch
     holds images of one size (in order of first appearance)."""
@@ -168,12 +204,16 @@ def evaluate(
     progress: bool = False,
     description: str = "eval",
     channels_last: bool = False,
+    save_maps: MapFolder | None = None,
 ) -> EvalOutput:
     """Score ``model`` on ``dataset`` (a :class:`ssformer.data.datasets.PolypDataset`).
 
     ``dataset`` items are dicts with ``image`` [3,H,W], ``mask`` [1,H,W] and ``index``; the
     dataset gives ``original_mask(index)`` and ``names``. ``metrics`` = keys of
-    :data:`ssformer.metrics.METRIC_CONVENTIONS` (``None``: all of them).
+    :data:`ssformer.metrics.METRIC_CONVENTIONS` (``None``: all of them). ``save_maps``: also
+    write each image's 8-bit toolbox map (:func:`ssformer.data.recipes.toolbox_map`) there.
+    Each per-image row holds the image's pooled 2-class confusion counts (``confusion_2cls``)
+    when a pooled metric is computed, for the bootstrap intervals of :mod:`ssformer.report`.
     """
     was_training = model.training
     model.eval()
@@ -188,6 +228,7 @@ def evaluate(
     position = {index: place for place, index in enumerate(indices)}
     names = list(getattr(base, "names", []))
     toolbox = getattr(base, "recipe", None) == "pranet-toolbox"
+    needs = (pooled, per_image_wanted, save_maps is not None)
     per_image: list[dict[str, Any]] = []
     batches: Iterable[dict[str, Any]] = _loader(dataset, batch_size, workers)
     if progress:
@@ -202,20 +243,12 @@ def evaluate(
             probs = predict_probability(model, images, msf=msf, amp_dtype=amp_dtype)
             masks = batch["mask"].to(probs.device)
             for row, index in enumerate(batch["index"].tolist()):
-                prob = probs[row]
-                if pooled:
-                    evaluator.update_pooled(prob > 0.5, masks[row, 0] > 0.5)
-                if not per_image_wanted:
-                    continue
-                gt = torch.from_numpy(base.original_mask(index)).to(prob.device)
-                full = resize_probability(prob, tuple(gt.shape)).clamp_(0.0, 1.0)
-                saved = (
-                    toolbox_map(torch.logit(prob.double(), eps=1e-12), tuple(gt.shape))
-                    if toolbox
-                    else None
-                )
-                values = evaluator.update(full, gt, saved_map=saved)
                 name = names[index] if index < len(names) else str(index)
+                values, saved = _score_image(
+                    evaluator, base, index, probs[row], masks[row, 0], needs, toolbox
+                )
+                if save_maps is not None and saved is not None:
+                    save_maps.write(name, saved)
                 per_image.append({"index": index, "name": name, **values})
     finally:
         model.train(was_training)
@@ -332,6 +365,11 @@ def _evaluation_sets(config: Config, split: str, echo: Callable[[str], None]) ->
     return data.evaluation_sets(split)
 
 
+def _set_part(name: str) -> str:
+    """The evaluation set's part of a JSON name: ``""`` for test/val, ``_<set>`` otherwise."""
+    return "" if name in ("test", "val") else f"_{name}"
+
+
 def run_evaluation(
     config: Config,
     *,
@@ -344,6 +382,7 @@ def run_evaluation(
     echo: Any = print,
     compile: bool = False,
     runtime: str | None = None,
+    save_maps: Path | None = None,
 ) -> dict[str, EvalOutput]:
     """``ssformer val``: score the weights on ``split``, print tables, write ``eval_*.json``.
 
@@ -355,20 +394,17 @@ def run_evaluation(
     ``runtime``: ``torch``, ``onnxruntime`` or ``openvino`` (:mod:`ssformer.deploy.runtimes`;
     default: the weights file's own); the JSON of another runtime than torch is named
     ``<weights stem>_<runtime>_eval_<split>.json`` in a run folder (never replacing torch's
-    ``eval_<split>.json``), with ``_<runtime>`` added to the name elsewhere.
+    ``eval_<split>.json``), with ``_<runtime>`` added to the name elsewhere. ``save_maps``: see
+    :func:`ssformer.engine.saved_maps.map_folders`.
     """
     path = Path(weights or config.eval.model_path or config.best_checkpoint_path)
     model, device = _evaluation_model(config, path, runtime, compile, echo)
     label = runtime_label(model)
     tag = "" if label.startswith("torch") else f"_{label.split()[0]}"
-
-    def set_part(name: str) -> str:
-        return "" if name in ("test", "val") else f"_{name}"
-
-    if msf is None:
-        msf = config.eval.msf
+    msf = config.eval.msf if msf is None else msf
     sets = _evaluation_sets(config, split, echo)
     _refuse_empty_sets(sets)
+    folders = map_folders(save_maps, sets, config.dataset.name)  # all checked before scoring
     # a subset of the metrics never replaces the full table that report reads
     suffix = ("_msf" if msf.enable else "") + ("_subset" if metrics else "")
     workers = resolve_workers(config, device)
@@ -387,9 +423,12 @@ def run_evaluation(
             # per distinct size).
             batch_size=1 if compile else config.train.batch_size,
             workers=workers,
+            save_maps=folders.get(name),
         )
         results[name] = output
         dataset_name = config.dataset.name if name in ("test", "val") else name
+        if name in folders:
+            echo(f"wrote {len(folders[name].written)} maps into {folders[name].folder}")
         echo(
             format_metrics_table(
                 output.metrics,
@@ -399,7 +438,7 @@ def run_evaluation(
                 + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
             )
         )
-        target = _eval_json_path(config, path, f"{split}{set_part(name)}{suffix}", tag, out_dir)
+        target = _eval_json_path(config, path, f"{split}{_set_part(name)}{suffix}", tag, out_dir)
         existed = target.exists()
         write_eval_json(
             target,

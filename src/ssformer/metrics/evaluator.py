@@ -379,8 +379,9 @@ class SegmentationEvaluator:
         pred_labels: ArrayLike,
         gt_labels: ArrayLike,
         ignore_index: int | None = None,
-    ) -> None:
-        """Add one image (or a batch) to the pooled 2-class confusion matrix.
+    ) -> np.ndarray:
+        """Add one image (or a batch) to the pooled 2-class confusion matrix; returns the
+        2x2 counts it added (rows GT, columns prediction: one image's share of the pool).
 
         Args:
             pred_labels: predicted class per pixel, 0 = background, 1 = polyp (bool or int),
@@ -426,8 +427,10 @@ class SegmentationEvaluator:
                 "{0, 1}. Binarise the GT (e.g. mask > 128) or pass ignore_index."
             )
         counts = torch.bincount(target * 2 + pred, minlength=4).reshape(2, 2)
-        self._confusion += counts.cpu().numpy().astype(np.int64)
+        added = counts.cpu().numpy().astype(np.int64)
+        self._confusion += added
         self.num_pooled += 1
+        return added
 
     @property
     def confusion_matrix(self) -> np.ndarray:

@@ -30,11 +30,28 @@ HEADER_FILL = ("#dfe6ee", "#e9eef3", "#f2f5f8")
 STRIPE_FILL = ("#ffffff", "#f6f7f9")
 
 
+BAR_WIDTH = 1.1  # inches, the drawing area of an error bar
+
+
+@dataclass(frozen=True)
+class ErrorBar:
+    """An error bar drawn in a cell; every position is a fraction (0..1) of the cell's width:
+    the value (a dot), its interval (a thin line with caps), optionally ± sd (a thick line) and a
+    reference value (a red tick, the published number)."""
+
+    value: float
+    low: float
+    high: float
+    sd: tuple[float, float] | None = None
+    reference: float | None = None
+
+
 @dataclass
 class Cell:
     text: str
     style: str = "normal"
     align: str = "center"
+    bar: ErrorBar | None = None
 
 
 @dataclass
@@ -76,6 +93,8 @@ def _column_widths(block: Block) -> list[float]:
         for index, cell in enumerate(row):
             bold = STYLES[cell.style]["weight"] == "bold"
             widths[index] = max(widths[index], text_width(cell.text, bold=bold) + 2 * PAD)
+            if cell.bar is not None:
+                widths[index] = max(widths[index], BAR_WIDTH + 2 * PAD)
     for header in block.header_rows:
         column = 0
         for text, span in header:
@@ -183,6 +202,8 @@ def _draw_body(ax: Any, block: Block, edges: list[float], y: float) -> float:
         )
         for column, cell in enumerate(row):
             style = STYLES[cell.style]
+            if cell.bar is not None:
+                _draw_bar(ax, cell.bar, edges[column] + PAD, edges[column + 1] - PAD, y)
             if cell.align == "left":
                 x, ha = edges[column] + PAD, "left"
             else:
@@ -199,6 +220,25 @@ def _draw_body(ax: Any, block: Block, edges: list[float], y: float) -> float:
             )
         y += ROW_HEIGHT
     return y
+
+
+def _draw_bar(ax: Any, bar: ErrorBar, x0: float, x1: float, y: float) -> None:
+    """``bar`` across ``x0``..``x1`` in the row starting at height ``y``."""
+    middle = y + ROW_HEIGHT / 2
+
+    def at(fraction: float) -> float:
+        return x0 + min(max(fraction, 0.0), 1.0) * (x1 - x0)
+
+    ax.plot([x0, x1], [middle, middle], color="#e3e7ec", lw=0.8)
+    ax.plot([at(bar.low), at(bar.high)], [middle, middle], color="#5a6b7d", lw=1.0)
+    for end in (bar.low, bar.high):
+        ax.plot([at(end), at(end)], [middle - 0.05, middle + 0.05], color="#5a6b7d", lw=1.0)
+    if bar.sd is not None:
+        ax.plot([at(bar.sd[0]), at(bar.sd[1])], [middle, middle], color="#0b3d91", lw=3.0)
+    if bar.reference is not None:
+        ref = at(bar.reference)
+        ax.plot([ref, ref], [middle - 0.09, middle + 0.09], color="#b3261e", lw=1.4)
+    ax.plot([at(bar.value)], [middle], marker="o", markersize=3.5, color="#0b3d91")
 
 
 def save_figure(fig: object, path: Path) -> None:

@@ -12,8 +12,10 @@ import io
 from pathlib import Path
 
 from ssformer.report.conventions import CONVENTIONS, METRICS, SOURCE_NAMES
+from ssformer.report.error_bars import error_bars
 from ssformer.report.grid import Block, Cell, render_blocks
 from ssformer.report.runs import RunRecord
+from ssformer.report.statistics import DEFAULT_RESAMPLES, DEFAULT_SEED
 from ssformer.report.tables import (
     DASH,
     Comparison,
@@ -44,24 +46,56 @@ def published_label(section: Section) -> str:
 
 
 MEAN_ROW = "mean"
+INTERVAL_NOTE = (
+    "ours: one run, or mean ± sample sd (n = runs) over the seeds of one entry; 95% CI: "
+    f"percentile bootstrap over the test images ({DEFAULT_RESAMPLES} resamples, seed "
+    f"{DEFAULT_SEED}) of that number"
+)
 
 
-def _triple(
-    ours: float | None, published: float | None, convention: str
-) -> tuple[str, str, str, str]:
+BAR_NOTE = (
+    "error bar (one axis per column): dot = ours, thick line = ± sd over seeds, whiskers = 95% "
+    "CI, red tick = the published number"
+)
+
+
+def _ours_text(cell: Comparison | None, ours: float | None, convention: str) -> str:
+    """Our number; for an entry of several runs (seeds) ``mean ± sd (n=k)``."""
+    if ours is None:
+        return "n/a"
+    text = format_value(ours, convention)
+    if cell is not None and cell.n > 1 and cell.sd is not None:
+        text += f" ± {format_value(cell.sd, convention)} (n={cell.n})"
+    return text
+
+
+def interval_text(interval: tuple[float, float] | None, convention: str) -> str:
+    """``[low, high]`` in the convention's precision; a dash without an interval."""
+    if interval is None:
+        return DASH
+    low, high = interval
+    return f"[{format_value(low, convention)}, {format_value(high, convention)}]"
+
+
+def _cell_texts(
+    cell: Comparison | None, ours: float | None, published: float | None, convention: str
+) -> tuple[str, str, str, str, str]:
+    """(ours, 95 % interval, published, difference, difference style) of one cell."""
     difference = None if ours is None or published is None else ours - published
     style = "muted" if difference is None else ("pos" if difference >= 0 else "neg")
     return (
-        format_value(ours, convention) if ours is not None else "n/a",
+        _ours_text(cell, ours, convention),
+        interval_text(cell.ci95, convention) if cell is not None else "",
         format_value(published, convention),
         format_difference(difference, convention),
         style,
     )
 
 
-def _row_cells(section: Section, row: tuple[str, str]) -> list[tuple[str, str, str, str]]:
-    """(ours, published, difference, diff style) for each metric x column of one row; the
-    ``mean`` row averages the group's rows (published only when every one of them has one)."""
+def _row_cells(section: Section, row: tuple[str, str]) -> list[tuple[str, str, str, str, str]]:
+    """(ours, interval, published, difference, diff style) for each metric x column of one
+    row; the ``mean`` row averages the group's rows (published only when every one of them
+    has one; no interval)."""
     label, backbone = row
     out = []
     for metric in METRICS:
@@ -75,18 +109,18 @@ def _row_cells(section: Section, row: tuple[str, str]) -> list[tuple[str, str, s
                     and section.cells[key].ours is not None
                 ]
                 if len(cells) < 2:
-                    out.append(("", "", "", "muted"))
+                    out.append(("", "", "", "", "muted"))
                     continue
                 ours = sum(c.ours for c in cells if c.ours is not None) / len(cells)
                 pubs = [c.published_value for c in cells if c.published_value is not None]
                 published = sum(pubs) / len(pubs) if len(pubs) == len(cells) else None
-                out.append(_triple(ours, published, section.convention))
+                out.append(_cell_texts(None, ours, published, section.convention))
                 continue
             cell = section.cells.get((label, backbone, head, model, metric))
             if cell is None:
-                out.append(("", "", "", "muted"))
+                out.append(("", "", "", "", "muted"))
                 continue
-            out.append(_triple(cell.ours, cell.published_value, section.convention))
+            out.append(_cell_texts(cell, cell.ours, cell.published_value, section.convention))
     return out
 
 
@@ -110,14 +144,17 @@ def section_block(section: Section) -> Block:
     convention = CONVENTIONS[section.convention]
     source = published_label(section)
     groups = len(section.columns)
+    bars = error_bars(section)
+    spread: list[tuple[str, int]] = [("error bar", 1)] if bars else []
+    width = 5 if bars else 4
     header_top: list[tuple[str, int]] = [("", 2)]
     header_mid: list[tuple[str, int]] = [("", 2)]
     header_low: list[tuple[str, int]] = [("Dataset", 1), ("Backbone", 1)]
     for metric in METRICS:
-        header_top.append((convention.header(metric), 3 * groups))
+        header_top.append((convention.header(metric), width * groups))
         for head, model in section.columns:
-            header_mid.append((column_label(head, model), 3))
-            header_low += [("ours", 1), (source, 1), ("Δ", 1)]
+            header_mid.append((column_label(head, model), width))
+            header_low += [("ours", 1), ("95% CI", 1), *spread, (source, 1), ("Δ", 1)]
     body: list[list[Cell]] = []
     group_rows = []
     previous = None
@@ -136,9 +173,12 @@ def section_block(section: Section) -> Block:
                 "left",
             ),
         ]
-        for ours, published, difference, style in _row_cells(section, row):
+        keys = [(label, backbone, h, m, metric) for metric in METRICS for h, m in section.columns]
+        for key, texts in zip(keys, _row_cells(section, row), strict=True):
+            ours, interval, published, difference, style = texts
+            cells += [Cell(ours, "ours"), Cell(interval, "muted")]
+            cells += [Cell("", bar=bars.get(key))] if bars else []
             cells += [
-                Cell(ours, "ours"),
                 Cell(published, "muted" if published == DASH else "normal"),
                 Cell(difference, style),
             ]
@@ -149,6 +189,9 @@ def section_block(section: Section) -> Block:
     sources = ", ".join(section.sources()) or "none for these runs"
     notes.insert(0, f"Convention: {convention.description}.")
     notes.insert(1, f"Published numbers: {sources}. Δ = ours − published, same convention.")
+    notes.insert(2, INTERVAL_NOTE)
+    if bars:
+        notes.insert(3, BAR_NOTE)
     return Block(
         title=section.title,
         header_rows=[header_top, header_mid, header_low],
@@ -182,13 +225,19 @@ def section_markdown(section: Section) -> str:
     for metric in METRICS:
         key = convention.our_keys[metric]
         for head, model in section.columns:
-            header += [f"{head} {key} ours ({model})", f"{head} {metric} {source}", "Δ"]
+            header += [
+                f"{head} {key} ours ({model})",
+                "95 % CI",
+                f"{head} {metric} {source}",
+                "Δ",
+            ]
     lines = [
         f"### {section.protocol} · {convention.header('mIoU')}, {convention.header('mDice')}",
         "",
         f"Convention `{section.convention}`: {convention.description}. "
         f"Published: {', '.join(section.sources()) or 'none for these runs'}. "
-        "Δ = ours − published (same protocol, convention, data, model and backbone).",
+        "Δ = ours − published (same protocol, convention, data, model and backbone). "
+        f"{INTERVAL_NOTE[0].upper()}{INTERVAL_NOTE[1:]}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
@@ -199,8 +248,9 @@ def section_markdown(section: Section) -> str:
         problems = section.flagged(row)
         flag = f" {FLAG}" if problems else ""
         cells = [label, backbone + flag]
-        for ours, published, difference, _ in _row_cells(section, row):
-            cells += [f"**{ours}**" if ours not in ("", "n/a") else ours, published, difference]
+        for ours, interval, published, difference, _ in _row_cells(section, row):
+            bold = f"**{ours}**" if ours not in ("", "n/a") else ours
+            cells += [bold, interval, published, difference]
         lines.append("| " + " | ".join(cells) + " |")
         notes += [f"- {FLAG} {label} / {backbone}: {problem}" for problem in problems]
     if notes:
@@ -221,6 +271,11 @@ CSV_COLUMNS = (
     "our_key",
     "convention",
     "ours",
+    "sd",
+    "n",
+    "seeds",
+    "ci95_low",
+    "ci95_high",
     "published",
     "published_source",
     "difference",
@@ -248,6 +303,11 @@ def results_csv_text(comparisons: list[Comparison], unusable: list[RunRecord]) -
                 "our_key": c.our_key,
                 "convention": c.convention,
                 "ours": "" if c.ours is None else f"{c.ours:.6g}",
+                "sd": "" if c.sd is None else f"{c.sd:.6g}",
+                "n": c.n,
+                "seeds": " ".join("?" if seed is None else str(seed) for seed in c.seeds),
+                "ci95_low": "" if c.ci95 is None else f"{c.ci95[0]:.6g}",
+                "ci95_high": "" if c.ci95 is None else f"{c.ci95[1]:.6g}",
                 "published": "" if c.published_value is None else f"{c.published_value:g}",
                 "published_source": c.source,
                 "difference": "" if c.difference is None else f"{c.difference:.6g}",

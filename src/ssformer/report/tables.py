@@ -10,6 +10,7 @@ backbone, columns metric x head.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ssformer.report.conventions import (
     CONVENTIONS,
@@ -19,6 +20,7 @@ from ssformer.report.conventions import (
     find_published,
 )
 from ssformer.report.runs import RunRecord
+from ssformer.report.seeds import Entry, group_entries
 
 PRIMARY_CONVENTION: dict[str, str] = {
     "split-80-10-10-seed-1337": "pooled-2-class-mean-x100",
@@ -48,6 +50,10 @@ class Comparison:
     published: PublishedResult | None
     problems: tuple[str, ...] = ()
     msf: bool = False
+    sd: float | None = None  # sample standard deviation over the entry's runs (seeds)
+    n: int = 1  # runs (seeds) averaged in ``ours``
+    ci95: tuple[float, float] | None = None  # bootstrap interval over test images
+    seeds: tuple[Any, ...] = ()
 
     @property
     def published_value(self) -> float | None:
@@ -134,55 +140,68 @@ def conventions_for(
 def compare_runs(
     runs: list[RunRecord], published: list[PublishedResult], include_withdrawn: bool = False
 ) -> list[Comparison]:
-    """Every (run, test set, convention, metric) comparison; runs without a test evaluation are
-    left out (see :func:`unusable_runs`); a withdrawn table only with ``include_withdrawn``."""
+    """Every (entry, test set, convention, metric) comparison; the runs of one entry across
+    seeds (:mod:`ssformer.report.seeds`) give one comparison of their mean, with sd, n and a
+    bootstrap interval. Runs without a test evaluation are left out (see
+    :func:`unusable_runs`); a withdrawn table only with ``include_withdrawn``."""
     comparisons = []
-    for run in runs:
-        for result in run.test_evals():
-            conventions = conventions_for(run, result.test_set, published, include_withdrawn)
-            for convention_name in conventions:
-                convention = CONVENTIONS[convention_name]
-                match = None
-                comparable = run.data_is_verified and recipe_fits(result.recipe, convention_name)
-                if comparable and not run.is_synthetic:
-                    match = find_published(
-                        published,
-                        protocol=run.protocol,
-                        convention=convention_name,
-                        train_data=run.dataset,
-                        test_set=result.test_set,
-                        model=run.model,
-                        backbone=run.backbone,
-                        include_withdrawn=include_withdrawn,
-                    )
-                for metric in METRICS:
-                    key = convention.our_keys[metric]
-                    value = result.metrics.get(key)
-                    problems = list(run.problems)
-                    if value is None:
-                        problems.append(f"{result.path.name} has no {key!r}")
-                    comparisons.append(
-                        Comparison(
-                            run=run.name,
-                            protocol=run.protocol,
-                            train_data=_data_label(run),
-                            # the split protocol tests on the run's own data: named as it
-                            test_set=_data_label(run)
-                            if result.test_set == run.dataset
-                            else result.test_set,
-                            model=run.model,
-                            head=run.head,
-                            backbone=run.backbone,
-                            metric=metric,
-                            convention=convention_name,
-                            our_key=key,
-                            ours=None if value is None else value * convention.scale,
-                            published=match,
-                            problems=tuple(problems),
-                            msf=result.msf,
-                        )
-                    )
+    for entry in group_entries(runs):
+        run, result = entry.run, entry.result
+        for convention_name in conventions_for(run, result.test_set, published, include_withdrawn):
+            convention = CONVENTIONS[convention_name]
+            match = None
+            comparable = run.data_is_verified and recipe_fits(result.recipe, convention_name)
+            if comparable and not run.is_synthetic:
+                match = find_published(
+                    published,
+                    protocol=run.protocol,
+                    convention=convention_name,
+                    train_data=run.dataset,
+                    test_set=result.test_set,
+                    model=run.model,
+                    backbone=run.backbone,
+                    include_withdrawn=include_withdrawn,
+                )
+            for metric in METRICS:
+                key = convention.our_keys[metric]
+                comparisons.append(_comparison(entry, convention_name, key, metric, match))
     return comparisons
+
+
+def _comparison(
+    entry: Entry, convention_name: str, key: str, metric: str, match: PublishedResult | None
+) -> Comparison:
+    """One cell: the entry's mean of ``key`` (with sd, n and interval) and its published match."""
+    run, result = entry.run, entry.result
+    scale = CONVENTIONS[convention_name].scale
+    value, sd, n = entry.spread(key)
+    problems: list[str] = []
+    for member, _ in entry.members:
+        problems.extend(p for p in member.problems if p not in problems)
+    if value is None:
+        problems.append(f"{result.path.name} has no {key!r}")
+    interval = entry.interval(key) if value is not None else None
+    return Comparison(
+        run=entry.name,
+        protocol=run.protocol,
+        train_data=_data_label(run),
+        # the split protocol tests on the run's own data: named as it
+        test_set=_data_label(run) if result.test_set == run.dataset else result.test_set,
+        model=run.model,
+        head=run.head,
+        backbone=run.backbone,
+        metric=metric,
+        convention=convention_name,
+        our_key=key,
+        ours=None if value is None else value * scale,
+        published=match,
+        problems=tuple(problems),
+        msf=result.msf,
+        sd=None if sd is None else sd * scale,
+        n=max(n, 1),
+        ci95=None if interval is None else (interval[0] * scale, interval[1] * scale),
+        seeds=tuple(entry.seeds),
+    )
 
 
 def unusable_runs(runs: list[RunRecord]) -> list[RunRecord]:
