@@ -1,23 +1,26 @@
 """The reproduction study's trained weights (``ssformer download weights study-kvasir``).
 
 Tested offline: the file check (each file loaded strictly into the model its name says) and the
-installation on checkpoints built here in the study's key layout, and the whole command with
-gdown's folder download pointed at a loopback address that refuses connections.
+installation, on checkpoints built here in the study's key layout; and the whole command with
+gdown's real folder download against a stand-in for Google Drive on 127.0.0.1
+(:mod:`helpers_drive`: reached as an HTTPS proxy, with a certificate made by ``openssl``), which
+serves a folder listing page of the form gdown parses today and the files.
 
-Not tested offline: gdown's parsing of Google Drive's folder page and the transfer of the real
-files. gdown builds its Drive addresses itself (``https://drive.google.com/embeddedfolderview``
-and ``/uc?id=``), so no loopback server can stand in for Drive without intercepting TLS; the
-real folders' contents (their file names and key layouts) can only be checked online, with
+Not tested offline: Google Drive itself (the form of its real listing page, which gdown follows
+as it changes, quotas) and the contents of the study's real folders (their file names and key
+layouts); those only show online, with
 ``ssformer download weights study-kvasir study-cvc-clinicdb``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import pytest
 import torch
+from helpers_drive import DriveFolder, FakeDrive, openssl_available
 
 import ssformer
 from ssformer.commands import download as download_command
@@ -28,12 +31,20 @@ from ssformer.models.layouts import export_state_dict
 HTML = b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>"
 
 
+_MADE: dict[tuple[str, str, int], bytes] = {}
+
+
 def study_file(path: Path, name: str, backbone: str, seed: int = 0) -> Path:
     """A checkpoint as the study saves it: ``torch.save(model.state_dict())``, 2 classes."""
-    torch.manual_seed(seed)
-    model = ssformer.build_model(name, backbone, num_classes=2)
+    key = (name, backbone, seed)
+    if key not in _MADE:  # building models is the slow part: once per kind
+        torch.manual_seed(seed)
+        model = ssformer.build_model(name, backbone, num_classes=2)
+        buffer = io.BytesIO()
+        torch.save(export_state_dict(model, "study"), buffer)
+        _MADE[key] = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(export_state_dict(model, "study"), path)
+    path.write_bytes(_MADE[key])
     return path
 
 
@@ -142,3 +153,51 @@ def test_cli_folder_download_that_fails_keeps_what_was_there_and_gives_the_link(
 def test_unknown_folder_name_is_refused() -> None:
     with pytest.raises(DownloadError, match="study-kvasir, study-cvc-clinicdb"):
         study_zoo.download_study_weights("study-polyps")
+
+
+def _through_fake_drive(monkeypatch: pytest.MonkeyPatch, drive: FakeDrive, home: Path) -> None:
+    monkeypatch.setenv("HOME", str(home))  # gdown's cookie file
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", drive.proxy_url)
+    monkeypatch.setenv("https_proxy", drive.proxy_url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(drive.certificate))
+
+
+@pytest.mark.skipif(not openssl_available(), reason="needs the openssl command (a certificate)")
+def test_gdown_folder_download_installs_the_files_that_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = tmp_path / "made"
+    segformer = study_file(made / "a.pth", "SegFormer", "MiT-B0").read_bytes()
+    folder = DriveFolder("Kvasir")
+    folder.files = {
+        "1" + "a" * 32: ("SegFormer_MiT-B0_Kvasir.pth", segformer),
+        "1" + "c" * 32: ("SegFormer_MiT-B1_Kvasir.pth", HTML),  # a page saved as the file
+    }
+    target = tmp_path / "project" / "checkpoints" / "study" / "Kvasir-SEG"
+    argv = ["download", "weights", "study-kvasir", "--dir", str(tmp_path / "project"), "--quiet"]
+    with FakeDrive(tmp_path) as drive:
+        drive.folders[study_zoo.STUDY_FOLDERS["study-kvasir"].drive_id] = folder
+        _through_fake_drive(monkeypatch, drive, tmp_path / "home")
+        with pytest.raises(DownloadError) as caught:
+            _run_cli(argv)
+        message = str(caught.value)
+        assert "1 file(s) failed (1 in place" in message
+        assert "SegFormer_MiT-B1_Kvasir.pth was downloaded but does not load" in message
+        assert study_zoo.STUDY_FOLDERS["study-kvasir"].url in message
+        assert {p.name: p.read_bytes() for p in target.iterdir()} == {
+            "SegFormer_MiT-B0_Kvasir.pth": segformer
+        }
+        assert any(r.startswith("/embeddedfolderview?id=1-0iBmX13q") for r in drive.requests)
+        # the file is fixed on Drive: the next run completes, the files in place are kept
+        b1 = study_file(made / "c.pth", "SegFormer", "MiT-B1").read_bytes()
+        folder.files["1" + "c" * 32] = ("SegFormer_MiT-B1_Kvasir.pth", b1)
+        assert _run_cli(argv) == 0
+    assert sorted(p.name for p in target.iterdir()) == [
+        "SegFormer_MiT-B0_Kvasir.pth",
+        "SegFormer_MiT-B1_Kvasir.pth",
+    ]
+    assert (target / "SegFormer_MiT-B1_Kvasir.pth").read_bytes() == b1
+    assert sorted(p.name for p in target.parent.iterdir()) == ["Kvasir-SEG"]  # no leftovers
