@@ -20,7 +20,8 @@ folder); without it an untrained MiT-B0 SSFormer is used (the timings hold, the 
    :meth:`~ssformer.data.cache.PairCache.fill` with one thread per CPU; total and per frame, and
    the check that both caches hold the same bytes.
 2. **A training epoch**: ``ssformer train`` for 2 epochs at ``--train-size`` (from scratch,
-   CPU); epoch 1 includes the cache fill at that size, epoch 2 is a warm epoch.
+   CPU); its log's timestamps show the file check (every pair decoded once) and the cache fill
+   at that size (before epoch 1, one thread per CPU), then each epoch's seconds.
 3. **Evaluation of the 100 test frames**: ``run_evaluation`` (``ssformer val``) under every
    ``EVAL.RECIPE`` against the official pipeline on the same frames with the same model: its
    ``CustomDataSet`` steps (PIL, the test transforms, batch 1), sigmoid, bilinear resize to the
@@ -137,11 +138,13 @@ def train_epochs(split: Path, work: Path, size: int, batch: int) -> None:
         "TRAIN.AMP=false",
     )
     metrics = next(save_dir.glob("*/*/metrics.jsonl"))
+    for line in (metrics.parent / "train.log").read_text().splitlines():
+        if " data cache: " in line or " data: " in line or " starting run " in line:
+            print("train.log: " + line[:160])  # timestamps: files checked, cache filled
     for line in metrics.read_text().splitlines():
         row = json.loads(line)
-        kind = "first (fills the cache)" if row["epoch"] == 1 else "warm"
         print(
-            f"epoch {row['epoch']} ({kind}): train {row['train_time_s']:.1f} s "
+            f"epoch {row['epoch']}: train {row['train_time_s']:.1f} s "
             f"({row['train_img_per_s']:.2f} img/s), validation {row['eval_time_s']:.1f} s"
         )
 

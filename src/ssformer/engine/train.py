@@ -538,11 +538,12 @@ def _load_data(config: Config, ctx: DistContext, log: Callable[[str], None]) -> 
 def _fill_training_cache(
     dataset: Dataset | None, ctx: DistContext, log: Callable[[str], None]
 ) -> None:
-    """Decode the training pairs into their pair cache before epoch 1, one thread per CPU (with
-    0 loader workers epoch 1 would decode them one at a time); single-process runs only."""
+    """Decode the training pairs into their pair cache on disk before epoch 1, one thread per
+    CPU (with 0 loader workers epoch 1 would decode them one at a time); single-process runs
+    only, and not a cache in memory (loader workers started by spawn would each get a copy)."""
     inner = innermost(dataset)[0] if dataset is not None else None
     cache = getattr(inner, "cache", None)
-    if ctx.enabled or cache is None:
+    if ctx.enabled or cache is None or cache.folder is None:
         return
     started = time.perf_counter()
     decoded = cache.fill(inner.pairs)
