@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -189,7 +190,9 @@ def official_pipeline(
     ]
     fmeasure = official_fmeasure(repo)
     thresholds = np.linspace(1, 0, 256)
-    suite = (Smeasure(), Emeasure(), WeightedFmeasure(), MAE(), Fmeasure())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Fmeasure's deprecation notice
+        suite = (Smeasure(), Emeasure(), WeightedFmeasure(), MAE(), Fmeasure())
     dices = []
     started = time.perf_counter()
     with torch.no_grad():
