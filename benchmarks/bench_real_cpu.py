@@ -99,7 +99,14 @@ def print_curve(run: Path) -> None:
     print(f"{'epoch':>5}  " + "  ".join(f"{name:>14}" for name in CURVE_COLUMNS))
     for row in rows:
         values = [row.get(name) for name in CURVE_COLUMNS]
-        cells = [f"{v:14.4f}" if isinstance(v, float | int) else f"{'-':>14}" for v in values]
+        cells = [
+            f"{v:14d}"
+            if isinstance(v, int)
+            else f"{v:14.4f}"
+            if isinstance(v, float)
+            else f"{'-':>14}"
+            for v in values
+        ]
         print(f"{row['epoch']:>5}  " + "  ".join(cells))
 
 
