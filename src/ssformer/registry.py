@@ -39,6 +39,7 @@ __all__ = [
     "PRESETS",
     "PROTOCOLS",
     "SCHEDULERS",
+    "STUDY_WEIGHT_FOLDERS",
     "WEIGHT_NAMES",
     "BackboneSpec",
     "canonical_backbone_name",
@@ -127,6 +128,9 @@ WEIGHT_NAMES: tuple[str, ...] = (
     "ssformer-l",
 )
 """Weights ``ssformer download weights`` knows (their sources: :data:`ssformer.models.zoo.WEIGHTS`)."""
+STUDY_WEIGHT_FOLDERS: tuple[str, ...] = ("study-kvasir", "study-cvc-clinicdb")
+"""The reproduction study's trained weights, one Google Drive folder per data set, that
+``ssformer download weights`` also knows (:data:`ssformer.models.study_zoo.STUDY_FOLDERS`)."""
 
 # ----------------------------------------------------------------------------- data
 DATASET_DOWNLOADS: tuple[str, ...] = ("kvasir-seg", "cvc-clinicdb", "pranet")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ssformer.registry import DATASET_DOWNLOADS, WEIGHT_NAMES
+from ssformer.registry import DATASET_DOWNLOADS, STUDY_WEIGHT_FOLDERS, WEIGHT_NAMES
 
 
 def _weight_name(text: str) -> str:
@@ -28,10 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     weights = kinds.add_parser(
         "weights",
-        help="ImageNet backbones and official SSFormer checkpoints",
+        help="ImageNet backbones, official SSFormer checkpoints, the study's trained weights",
         description=(
             "Saves backbones to DIR/checkpoints/backbones/{mit,pvtv2}/ and the official "
-            "SSFormer checkpoints to DIR/checkpoints/ssformer/."
+            "SSFormer checkpoints to DIR/checkpoints/ssformer/. study-kvasir and "
+            "study-cvc-clinicdb are the reproduction study's Google Drive folders of trained "
+            "weights (gdown's folder download; not part of 'all'), saved to "
+            "DIR/checkpoints/study/<data set>/, each file loaded into the model its name says."
         ),
     )
     weights.add_argument(
@@ -39,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         nargs="+",
         metavar="NAME",
         type=_weight_name,
-        choices=[*WEIGHT_NAMES, "all"],
-        help=f"one or more of: {', '.join(WEIGHT_NAMES)}, all (case-insensitive: MiT-B1 = mit-b1)",
+        choices=[*WEIGHT_NAMES, "all", *STUDY_WEIGHT_FOLDERS],
+        help=f"one or more of: {', '.join(WEIGHT_NAMES)}, all, {', '.join(STUDY_WEIGHT_FOLDERS)} "
+        "(case-insensitive: MiT-B1 = mit-b1)",
     )
     weights.add_argument("--dir", default=".", help="project root (default: .)")
     weights.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -69,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
     from ssformer.data import download
 
     if args.what == "weights":
-        from ssformer.models import zoo
+        from ssformer.models import study_zoo, zoo
 
-        for path in zoo.download_weights(args.names, args.dir, quiet=args.quiet):
-            print(path)
+        files = [name for name in args.names if name not in STUDY_WEIGHT_FOLDERS]
+        if files:
+            for path in zoo.download_weights(files, args.dir, quiet=args.quiet):
+                print(path)
+        for name in dict.fromkeys(n for n in args.names if n in STUDY_WEIGHT_FOLDERS):
+            for path in study_zoo.download_study_weights(name, args.dir, quiet=args.quiet):
+                print(path)
         return 0
     for name in dict.fromkeys(args.names):
         path = download.download_dataset(

@@ -21,6 +21,8 @@ import hashlib
 import os
 import threading
 import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -164,9 +166,11 @@ class PairCache:
             stacked = None
         fits = stacked is not None and stacked.ndim == 3 and stacked.shape[2] == 4
         if fits and (self.rule != "square" or stacked.shape[:2] == self.size):
-            self.hits += 1
+            with self._lock:  # :meth:`fill` calls this from several threads
+                self.hits += 1
             return stacked[..., :3], stacked[..., 3]
-        self.misses += 1
+        with self._lock:
+            self.misses += 1
         image, mask = self._load(image_path, mask_path, self.size)
         try:
             self._store(entry, stem, np.concatenate([image, mask[..., None]], axis=2))
@@ -179,15 +183,30 @@ class PairCache:
             self._memory[f"{stem}.{key}"] = (image, mask)
         return image, mask
 
+    def fill(self, pairs: Sequence[tuple[Path, Path]], threads: int | None = None) -> int:
+        """Make the entry of every ``(image, mask)`` pair current, ``threads`` at a time
+        (default: one per CPU); returns how many were decoded. Decoding (Pillow, OpenCV) releases
+        the GIL, so threads decode in parallel; each entry is the one :meth:`get` would make."""
+        before = self.misses
+        count = threads if threads is not None else (os.cpu_count() or 1)
+        if count <= 1 or len(pairs) <= 1:
+            for image_path, mask_path in pairs:
+                self.get(image_path, mask_path)
+            return self.misses - before
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            for _ in pool.map(lambda pair: self.get(*pair), pairs):
+                pass
+        return self.misses - before
+
     def _get_memory(
         self, key: str, image_path: Path, mask_path: Path
     ) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             hit = self._memory.get(key)
-        if hit is not None:
-            self.hits += 1
-            return hit
-        self.misses += 1
+            if hit is not None:
+                self.hits += 1
+                return hit
+            self.misses += 1
         pair = self._load(image_path, mask_path, self.size)
         with self._lock:
             self._memory[key] = pair

@@ -259,6 +259,7 @@ def _train(
 
     # data: rank 0 checks the files (every image decoded once), everyone builds the loaders
     data = _load_data(config, ctx, logger.log)
+    _fill_training_cache(data.train, ctx, logger.log)
     select = data.test if config.train.select_on == "test" else data.val
     loader, sampler, generator = _training_loader(data.train, config, ctx)
     workers = resolve_workers(config, device, ctx.world_size)
@@ -538,6 +539,23 @@ def _load_data(config: Config, ctx: DistContext, log: Callable[[str], None]) -> 
     if problem is not None:
         raise DataError(problem)
     return build_datasets(config)
+
+
+def _fill_training_cache(
+    dataset: Dataset | None, ctx: DistContext, log: Callable[[str], None]
+) -> None:
+    """Decode the training pairs into their pair cache on disk before epoch 1, one thread per
+    CPU (with 0 loader workers epoch 1 would decode them one at a time); single-process runs
+    only, and not a cache in memory (loader workers started by spawn would each get a copy)."""
+    inner = innermost(dataset)[0] if dataset is not None else None
+    cache = getattr(inner, "cache", None)
+    if ctx.enabled or cache is None or cache.folder is None:
+        return
+    started = time.perf_counter()
+    decoded = cache.fill(inner.pairs)
+    if decoded:
+        seconds = time.perf_counter() - started
+        log(f"data cache: decoded {decoded} training pairs in {seconds:.1f} s")
 
 
 def _training_loader(
