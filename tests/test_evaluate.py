@@ -179,7 +179,8 @@ def test_val_cli_pranet_protocol_scores_every_test_set(tmp_path: Path) -> None:
         assert report["dataset"] == name and report["num_images"] == 2
         assert set(report["metrics"]) >= {"mDice", "Dice@0.5", "mIoU_2cls", "S_alpha"}
     assert (
-        "Kvasir test (2 images, recipe study at 32x32)" in result.stdout and "CVC-300 test" in result.stdout
+        "Kvasir test (2 images, recipe study at 32x32)" in result.stdout
+        and "CVC-300 test" in result.stdout
     )
 
 
