@@ -56,15 +56,6 @@ def node_flops(op: object, layer: str) -> int:
     return 2 * math.prod(out) * inputs[0][-1]  # FullyConnected / MatMul: [.., K] x [K, N]
 
 
-def torch_flops(model: torch.nn.Module, size: int) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(torch.zeros(1, 3, size, size))
-    return int(counter.get_total_flops())
-
-
 def profile(onnx: Path, size: int, threads: int, runs: int) -> tuple[float, list[dict]]:
     """(median wall seconds of a call, per node: layer, name, mean µs, FLOPs)."""
     import openvino as ov
@@ -110,7 +101,7 @@ def report(wall: float, nodes: list[dict], reference_flops: int, official_ms: fl
     matrix = [n for n in nodes if n["flops"]]
     total_flops = sum(n["flops"] for n in matrix)
     print(
-        f"FLOPs: {reference_flops / 1e9:.2f} G (torch FlopCounterMode), "
+        f"FLOPs: {reference_flops / 1e9:.2f} G (torch FlopCounterMode, as `ssformer info`), "
         f"{total_flops / 1e9:.2f} G in the runtime graph's matrix operations"
     )
     print(f"OpenVINO fp32 batch 1: {wall * 1e3:.1f} ms per call (median)")
@@ -175,10 +166,11 @@ def main() -> int:
         args.official_ms = official_ms(args.official_repo, args.size, args.runs)
 
     import ssformer
+    from ssformer.benchmark import count_flops
     from ssformer.deploy.convert import export_onnx
 
     model = ssformer.build_model("SSFormer-S", num_classes=1).eval()
-    flops = torch_flops(model, args.size)
+    flops = count_flops(model, args.size)  # the attention's matmuls included, as `ssformer info`
     with tempfile.TemporaryDirectory() as tmp:
         onnx = Path(tmp) / "ssformer-s.onnx"
         export_onnx(model, onnx, (args.size, args.size), static=True)

@@ -107,7 +107,7 @@ def test_notebook_resumes_the_run_after_a_disconnect(tmp_path: Path) -> None:
                 return
             time.sleep(0.2)
 
-    watcher = threading.Thread(target=disconnect_after_the_first_epoch)
+    watcher = threading.Thread(target=disconnect_after_the_first_epoch, daemon=True)
     watcher.start()
     with pytest.raises(CellExecutionError, match="background job failed"):
         execute()  # the training cell fails when its job dies: the notebook stops there
@@ -193,7 +193,7 @@ def test_notebook_real_path_on_real_kvasir(tmp_path: Path, monkeypatch: pytest.M
     with LoopbackServer(max_requests=5) as server:
         server.routes["/kvasir-seg.zip"] = FileRoute(_kvasir_zip_as_simula_ships_it(kvasir))
         monkeypatch.setenv("SSFORMER_KVASIR_URL", server.url("/kvasir-seg.zip"))
-        watcher = threading.Thread(target=disconnect_during_the_second_epoch)
+        watcher = threading.Thread(target=disconnect_during_the_second_epoch, daemon=True)
         watcher.start()
         with pytest.raises(CellExecutionError, match="background job failed"):
             execute()
