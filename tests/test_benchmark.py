@@ -63,8 +63,12 @@ def test_bench_prints_a_row_per_mode_and_memory_format(capsys: pytest.CaptureFix
     args = ["bench", "SegFormer", "--backbone", "MiT-B0", "--size", "32", "--device", "cpu"]
     args += ["--warmup", "0", "--repeats", "1", "--no-amp"]
     assert main(args) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines()]
     rows = [row for row in rows if row and row[0] in ("inference", "train")]
+    # progress on stderr: the plan first, then the count after each row with the time left
+    assert captured.err.startswith("4 measurement(s) of 1 call(s) each")
+    assert "[1/4 in " in captured.err and "[4/4 in " in captured.err and "0 s left]" in captured.err
     assert [tuple(row[:5]) for row in rows] == [
         ("inference", "1", "fp32", "off", "no"),
         ("inference", "1", "fp32", "on", "no"),

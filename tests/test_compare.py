@@ -67,7 +67,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if seed == 0:
             cmd += ["--save-maps", str(base / "maps")]
         assert main([*cmd, "--set", *_overrides(root, base / "out", "pranet-toolbox")]) == 0
-        files[f"eval{seed}"] = base / f"eval{seed}" / "eval_test.json"
+        files[f"eval{seed}"] = base / f"eval{seed}" / "eval_test_subset.json"  # --metrics
     return files
 
 

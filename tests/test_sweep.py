@@ -173,4 +173,8 @@ def test_dry_run_estimate_names_what_is_missing_on_a_cpu(
     assert len(entries) == 12
     assert all("s/step" in line and "missing: data data/CVC-ClinicDB" in line for line in entries)
     assert all("weights checkpoints/backbones/mit/mit_b" in line for line in entries)
-    assert "scaled by FLOPs" in lines[-1]
+    # no data here: CVC-ClinicDB's published 612 frames give split-folders' 489 training images
+    assert all("(data not here: 489 training images assumed)" in line for line in entries)
+    assert all(" h (data not here" in line for line in entries)
+    total = float(lines[-1].split("what is left: ")[1].split(" h")[0])
+    assert total > 0 and "scaled by FLOPs" in lines[-1]

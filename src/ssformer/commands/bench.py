@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -188,11 +191,43 @@ def run(args: argparse.Namespace) -> int:
         f"{'mode':<10} {'batch':>5} {'precision':>9} {'chan-last':>9} {'compiled':>8} "
         f"{'median ms':>10} {'img/s':>8} {'peak MiB':>9}  runtime"
     )
-    if "torch" in runtimes:
-        for line in _torch_rows(args, device, build):
-            print(line)
     others = [r for r in dict.fromkeys(runtimes) if r != "torch"]
+    rows: list[Iterator[str]] = []
+    planned = len(others)
+    if "torch" in runtimes:
+        rows.append(_torch_rows(args, device, build))
+        planned += len(args.modes) * len(_precisions(args, device)) * 2
+        planned += (
+            len(_precisions(args, device)) if args.compile and "inference" in args.modes else 0
+        )
     if others:
-        for line in _exported_rows(args, others, build):
-            print(line)
+        rows.append(_exported_rows(args, others, build))
+    progress = _Progress(planned, args.warmup + args.repeats)
+    for line in itertools.chain(*rows):
+        print(line, flush=True)
+        progress.row_done()
     return 0
+
+
+class _Progress:
+    """Says on stderr how many measurements a ``bench`` call makes and, after each one, how
+    long the rest should take (the mean time per row so far: train rows take longer)."""
+
+    def __init__(self, planned: int, calls: int) -> None:
+        self.planned, self.done, self.start = planned, 0, time.monotonic()
+        print(
+            f"{planned} measurement(s) of {calls} call(s) each; a quick look: --modes inference "
+            "--repeats 2 --no-amp",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def row_done(self) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.start
+        left = max(self.planned - self.done, 0) * elapsed / self.done
+        print(
+            f"  [{self.done}/{self.planned} in {elapsed:.0f} s; about {left:.0f} s left]",
+            file=sys.stderr,
+            flush=True,
+        )

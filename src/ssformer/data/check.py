@@ -149,10 +149,10 @@ def _check_folder(folder: Path, report: CheckReport) -> None:
         missing = "images" if images_dir is None else "masks"
         report.problems.append(Problem("error", folder, f"no {missing} folder"))
         return
-    for folder_, kind in ((images_dir, "image"), (masks_dir, "mask")):
+    for folder_, kind in ((images_dir, "an image"), (masks_dir, "a mask")):
         for path in ignored_files(folder_):
             report.problems.append(
-                Problem("warning", path, f"{ignored_reason(path)}; ignored as a {kind}")
+                Problem("warning", path, f"{ignored_reason(path)}; ignored (not read as {kind})")
             )
     images, masks = _by_stem(image_files(images_dir)), _by_stem(image_files(masks_dir))
     for files, kind in ((images, "image"), (masks, "mask")):
