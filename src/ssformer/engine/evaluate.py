@@ -370,6 +370,18 @@ def _set_part(name: str) -> str:
     return "" if name in ("test", "val") else f"_{name}"
 
 
+def _table_title(
+    config: Config, what: str, output: EvalOutput, weights: str, msf: MSFConfig
+) -> str:
+    """The title of one set's metrics table: what was scored, how, and by which weights."""
+    width, height = config.eval.image_size
+    title = (
+        f"{what} ({output.num_images} images, recipe {config.eval.recipe} at {width}x{height}),"
+        f" weights {weights}"
+    )
+    return title + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else "")
+
+
 def run_evaluation(
     config: Config,
     *,
@@ -429,15 +441,8 @@ def run_evaluation(
         dataset_name = config.dataset.name if name in ("test", "val") else name
         if name in folders:
             echo(f"wrote {len(folders[name].written)} maps into {folders[name].folder}")
-        echo(
-            format_metrics_table(
-                output.metrics,
-                title=f"{dataset_name} {split} ({output.num_images} images, recipe "
-                f"{config.eval.recipe} at {config.eval.image_size[0]}x"
-                f"{config.eval.image_size[1]}), weights {path}, {label}"
-                + (f", MSF scales {list(msf.scales)} flip {msf.flip}" if msf.enable else ""),
-            )
-        )
+        title = _table_title(config, f"{dataset_name} {split}", output, f"{path}, {label}", msf)
+        echo(format_metrics_table(output.metrics, title=title))
         target = _eval_json_path(config, path, f"{split}{_set_part(name)}{suffix}", tag, out_dir)
         existed = target.exists()
         write_eval_json(
