@@ -160,5 +160,5 @@ def test_the_check_finds_a_name_that_does_not_exist(tmp_path: Path) -> None:
     assert _check(statements[0]) is None
     problem = _check(statements[1])
     assert problem is not None and "has no name 'PRANET_TEST_SETS'" in problem
-    assert _check(Statement("ssformer.registry", ("PRANET_TEST_SETS",), "here", ())) is None
+    assert _check(Statement("ssformer.registry", ("PROTOCOLS",), "here", ())) is None
     assert "fails" in (_check(Statement("ssformer.no_such_module", (), "here", ())) or "")

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from ssformer.errors import ConfigError
 from ssformer.losses import (
-    LOSS_CLASSES,
     CrossEntropyLoss,
     DiceBCELoss,
     DiceLoss,
@@ -28,7 +27,7 @@ from ssformer.losses import (
     build_loss,
     to_labels,
 )
-from ssformer.registry import LOSSES
+from ssformer.registry import LOSSES, implementation
 
 
 def sigmoid(x: float) -> float:
@@ -46,8 +45,11 @@ def load_reference(env: str, relative: str) -> ModuleType:
     return module
 
 
-def test_registry_covers_config_names() -> None:
-    assert set(LOSS_CLASSES) == set(LOSSES)
+def test_registry_points_at_each_loss_class() -> None:
+    classes = [implementation(LOSSES, name) for name in LOSSES]
+    assert classes == [DiceLoss, CrossEntropyLoss, OhemCrossEntropyLoss, DiceBCELoss]
+    built = [type(build_loss(name, 1 if name == "DiceBCE" else 2)) for name in LOSSES]
+    assert built == classes
 
 
 def test_dice_bce_matches_hand_computation() -> None:

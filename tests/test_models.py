@@ -16,9 +16,9 @@ from torch import nn
 
 from ssformer.errors import ConfigError, SSFormerError
 from ssformer.models import SegmentationModel, build_backbone, build_model
-from ssformer.models.heads import HEADS
+from ssformer.models.heads import ProgressiveLocalityDecoder, SegFormerHead, StudyPLDHead
 from ssformer.models.layouts import export_state_dict
-from ssformer.registry import BACKBONE_SPECS, BACKBONES, MODELS, PRESETS
+from ssformer.registry import BACKBONE_SPECS, BACKBONES, MODELS, PRESETS, implementation
 
 SMALL = ("MiT-B0", "PVTv2-B0")
 
@@ -31,11 +31,13 @@ def test_names() -> None:
     assert (
         tuple(f"MiT-B{i}" for i in range(6)) + tuple(f"PVTv2-B{i}" for i in range(6)) == BACKBONES
     )
-    assert MODELS == ("SSFormer", "PLDSegFormer", "SegFormer")
+    assert tuple(MODELS) == ("SSFormer", "PLDSegFormer", "SegFormer")
     assert PRESETS == {"SSFormer-S": ("SSFormer", "MiT-B2"), "SSFormer-L": ("SSFormer", "MiT-B4")}
-    # every registered model has its decoder class, and each class answers to its name
-    assert tuple(HEADS) == MODELS
-    assert all(head.name == name for name, head in HEADS.items())
+    # every registered model points at its own decoder class, which says what loading needs
+    classes = [implementation(MODELS, name) for name in MODELS]
+    assert classes == [ProgressiveLocalityDecoder, StudyPLDHead, SegFormerHead]
+    markers = [head.checkpoint_marker for head in classes]
+    assert len(set(markers)) == len(markers) and all(callable(h.width_for) for h in classes)
 
 
 @pytest.mark.parametrize("name", MODELS)

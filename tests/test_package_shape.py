@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ssformer"
-TORCH_FREE = ("ssformer.registry", "ssformer.errors", "ssformer.config")
+TORCH_FREE = (
+    "ssformer.registry",
+    "ssformer.errors",
+    "ssformer.config",
+    "ssformer.run_files",
+    "ssformer.image_size",
+    "ssformer.deploy.formats",
+    "ssformer.data.layout",
+)
 HEAVY = ("torch", "torchvision", "timm", "numpy")
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ssformer.engine.optim import fused_adamw_available
 from ssformer.engine.runtime import autocast_dtype
+from ssformer.image_size import PAPER_SIDE
 
 __all__ = [
     "BenchResult",
@@ -292,7 +293,7 @@ def state_dict_megabytes(model: nn.Module) -> float:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
 
 
-def count_flops(model: nn.Module, size: int = 352, batch: int = 1) -> int:
+def count_flops(model: nn.Module, size: int = PAPER_SIDE, batch: int = 1) -> int:
     """FLOPs of one forward pass at ``size`` x ``size`` (``torch.utils.flop_counter``;
     a multiply-add counts as 2 FLOPs).
 

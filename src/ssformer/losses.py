@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssformer.config.validate import loss_settings_problem
 from ssformer.errors import ConfigError
-from ssformer.registry import LOSS_ALIASES, LOSSES
+from ssformer.registry import LOSS_ALIASES, LOSSES, implementation
 
 __all__ = [
-    "LOSS_CLASSES",
     "CrossEntropyLoss",
     "DiceBCELoss",
     "DiceLoss",
@@ -193,15 +193,6 @@ class OhemCrossEntropyLoss(nn.Module):
         return hard.mean()
 
 
-LOSS_CLASSES: dict[str, type[nn.Module]] = {
-    "DiceLoss": DiceLoss,
-    "CrossEntropy": CrossEntropyLoss,
-    "OhemCrossEntropy": OhemCrossEntropyLoss,
-    "DiceBCE": DiceBCELoss,
-}
-"""Canonical loss name (:data:`ssformer.registry.LOSSES`) -> loss class."""
-
-
 def build_loss(
     name: str,
     num_classes: int,
@@ -213,23 +204,11 @@ def build_loss(
     """Build a loss from its config name (``DiceLoss``/``dice``, ``CrossEntropy``/``ce``,
     ``OhemCrossEntropy``/``ohemce``, ``DiceBCE``) for a model with ``num_classes`` outputs."""
     canonical = LOSS_ALIASES.get(name.lower(), name)
-    if canonical not in LOSS_CLASSES:
+    if canonical not in LOSSES:
         raise ConfigError(f"LOSS.NAME={name!r} is not one of {', '.join(LOSSES)}")
+    problem = loss_settings_problem(canonical, num_classes, cls_weights, double_sigmoid)
+    if problem:
+        raise ConfigError(problem)
     if canonical == "DiceBCE":
-        if num_classes != 1:
-            raise ConfigError(f"LOSS.NAME=DiceBCE needs MODEL.NUM_CLASSES=1, got {num_classes}")
-        if cls_weights is not None:
-            raise ConfigError("LOSS.CLS_WEIGHTS is not supported by LOSS.NAME=DiceBCE")
         return DiceBCELoss(double_sigmoid=double_sigmoid, ignore_label=ignore_label)
-    if num_classes < 2:
-        raise ConfigError(
-            f"LOSS.NAME={canonical} is a softmax loss and needs MODEL.NUM_CLASSES>=2, "
-            f"got {num_classes}"
-        )
-    if double_sigmoid:
-        raise ConfigError(f"the official double sigmoid applies only to DiceBCE, not {canonical}")
-    if cls_weights is not None and len(cls_weights) != num_classes:
-        raise ConfigError(
-            f"LOSS.CLS_WEIGHTS has {len(cls_weights)} weights for {num_classes} classes"
-        )
-    return LOSS_CLASSES[canonical](weight=cls_weights, ignore_label=ignore_label)
+    return implementation(LOSSES, canonical)(weight=cls_weights, ignore_label=ignore_label)

@@ -227,16 +227,16 @@ def previous_run(config: Config) -> PreviousRun | None:
     ``None``. Runs made with other settings are not this experiment's: they are left alone."""
     from ssformer.engine.resume_rules import check_resumable
     from ssformer.engine.train import experiment_dir
-    from ssformer.engine.training_state import LAST_NAME, load_training_state
+    from ssformer.engine.training_state import load_training_state
+    from ssformer.run_files import LAST, resumable_runs
 
-    runs = sorted(experiment_dir(config).glob(f"*/{LAST_NAME}"), key=lambda p: p.stat().st_mtime)
-    for last in reversed(runs):
-        state = load_training_state(last)
+    for run in reversed(resumable_runs(experiment_dir(config))):
+        state = load_training_state(run / LAST)
         try:
-            check_resumable(state.get("config") or {}, config, last.parent)
+            check_resumable(state.get("config") or {}, config, run)
         except ConfigError:
             continue
-        return PreviousRun(last.parent, int(state["epoch"]))
+        return PreviousRun(run, int(state["epoch"]))
     return None
 
 

@@ -5,16 +5,21 @@ Config validation, the command line and the factories all read these tables; not
 spells a list of names. The module imports neither torch nor any other part of the package
 except :mod:`ssformer.errors`, so that loading a config or parsing a command line stays fast.
 
-To add a decoder: write its class in :mod:`ssformer.models.heads` (with its ``name``, width rule
-and checkpoint marker) and add the name to :data:`MODELS` here.
+Tables whose names have an implementation (:data:`MODELS`, :data:`LOSSES`) give it as
+``"module:attribute"``, one line per name, resolved lazily by :func:`implementation`: the name is
+written here only, and validation stays torch-free. To add a decoder: write its class in
+:mod:`ssformer.models.heads` (its width rule, checkpoint marker and published layout) and add
+its line to :data:`MODELS` here.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ssformer.errors import ConfigError
 
@@ -35,7 +40,6 @@ __all__ = [
     "MODEL_NAMES",
     "ONE_CHANNEL_LOSSES",
     "OPTIMIZERS",
-    "PRANET_TEST_SETS",
     "PRESETS",
     "PROTOCOLS",
     "SCHEDULERS",
@@ -45,12 +49,18 @@ __all__ = [
     "canonical_backbone_name",
     "canonical_model_name",
     "closest",
+    "implementation",
 ]
 
 # ----------------------------------------------------------------------------- models
-MODELS: tuple[str, ...] = ("SSFormer", "PLDSegFormer", "SegFormer")
-"""Architectures: the official SSFormer (PLD head, Wang et al., MICCAI 2022), the reproduction
-study's PLD variant and the SegFormer MLP head (Xie et al., NeurIPS 2021)."""
+MODELS: dict[str, str] = {
+    "SSFormer": "ssformer.models.heads:ProgressiveLocalityDecoder",
+    "PLDSegFormer": "ssformer.models.heads:StudyPLDHead",
+    "SegFormer": "ssformer.models.heads:SegFormerHead",
+}
+"""Architecture -> its decoder class: the official SSFormer (PLD head, Wang et al., MICCAI 2022),
+the reproduction study's PLD variant and the SegFormer MLP head (Xie et al., NeurIPS 2021); in
+checkpoint-detection order (the official PLD's marker first)."""
 PRESETS: dict[str, tuple[str, str]] = {
     "SSFormer-S": ("SSFormer", "MiT-B2"),
     "SSFormer-L": ("SSFormer", "MiT-B4"),
@@ -97,9 +107,14 @@ BACKBONE_SPECS: dict[str, BackboneSpec] = _backbone_specs()
 BACKBONES: tuple[str, ...] = tuple(BACKBONE_SPECS)
 
 # ----------------------------------------------------------------------------- training
-LOSSES: tuple[str, ...] = ("DiceLoss", "CrossEntropy", "OhemCrossEntropy", "DiceBCE")
-"""Canonical loss names; ``DiceBCE`` is the official SSFormer loss (1 output channel), the
-others are the study's 2-class softmax losses."""
+LOSSES: dict[str, str] = {
+    "DiceLoss": "ssformer.losses:DiceLoss",
+    "CrossEntropy": "ssformer.losses:CrossEntropyLoss",
+    "OhemCrossEntropy": "ssformer.losses:OhemCrossEntropyLoss",
+    "DiceBCE": "ssformer.losses:DiceBCELoss",
+}
+"""Canonical loss name -> its class; ``DiceBCE`` is the official SSFormer loss (1 output
+channel), the others are the study's 2-class softmax losses."""
 LOSS_ALIASES: dict[str, str] = {
     "dice": "DiceLoss",
     "diceloss": "DiceLoss",
@@ -135,13 +150,6 @@ STUDY_WEIGHT_FOLDERS: tuple[str, ...] = ("study-kvasir", "study-cvc-clinicdb")
 # ----------------------------------------------------------------------------- data
 DATASET_DOWNLOADS: tuple[str, ...] = ("kvasir-seg", "cvc-clinicdb", "pranet")
 """Data sets ``ssformer download data`` knows."""
-PRANET_TEST_SETS: tuple[str, ...] = (
-    "Kvasir",
-    "CVC-ClinicDB",
-    "CVC-ColonDB",
-    "ETIS-LaribPolypDB",
-    "CVC-300",
-)
 METRIC_NAMES: tuple[str, ...] = (
     "mDice",
     "mIoU",
@@ -185,7 +193,13 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------- lookups
-def closest(value: str, options: Sequence[str]) -> str | None:
+def implementation(table: Mapping[str, str], name: str) -> Any:
+    """What ``table[name]`` (``"module:attribute"``) names, importing its module now."""
+    module, _, attribute = table[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def closest(value: str, options: Iterable[str]) -> str | None:
     """The option that ``value`` most likely means (same letters and digits, or a near miss)."""
     by_norm = {re.sub(r"[^a-z0-9]", "", o.lower()): o for o in options}
     exact = by_norm.get(re.sub(r"[^a-z0-9]", "", value.lower()))

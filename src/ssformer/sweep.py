@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ssformer import run_files
 from ssformer.config.fingerprint import describe_changes, result_settings
 from ssformer.errors import ConfigError
 from ssformer.io.atomic import write_text_atomic
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from ssformer.engine.train import RunResult
 
 LEDGER_DIR = "sweep"
-LAST_CHECKPOINT = "last.pth"
 
 
 @dataclass(frozen=True)
@@ -130,14 +130,8 @@ def resumable_run(entry: PlannedRun, ledger: dict[str, Any]) -> Path | None:
     """The run folder an interrupted entry continues from: the newest folder created after the
     entry started (not one that was there before) that holds a ``last.pth``."""
     before = set(ledger.get("folders_before", []))
-    candidates = [
-        entry.experiment_dir / name
-        for name in _run_folders(entry.experiment_dir) - before
-        if (entry.experiment_dir / name / LAST_CHECKPOINT).is_file()
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime)
+    runs = [run for run in run_files.resumable_runs(entry.experiment_dir) if run.name not in before]
+    return runs[-1] if runs else None
 
 
 def _recorded_settings(ledger: dict[str, Any]) -> dict[str, Any] | None:
@@ -146,12 +140,12 @@ def _recorded_settings(ledger: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(ledger.get("settings"), dict):
         return ledger["settings"]
     run_dir = ledger.get("run_dir")
-    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+    if not run_dir or not run_files.is_run_folder(Path(run_dir)):
         return None
     from ssformer.config import load_config
 
     try:
-        return result_settings(load_config(Path(run_dir) / "config.yaml"))
+        return result_settings(load_config(Path(run_dir) / run_files.CONFIG))
     except ConfigError:
         return None
 
@@ -284,13 +278,10 @@ def run_sweep(
 
 def _train_images(config: Config) -> int | None:
     """How many training images the config's dataset has, where that can be counted cheaply."""
+    from ssformer.data.layout import PROTOCOLS
+
     root = Path(config.dataset.root)
-    folders = (
-        [root / "train" / "images"]
-        if config.dataset.protocol == "split"
-        else [root / "TrainDataset" / "image", root / "TrainDataset" / "images"]
-    )
-    for folder in folders:
+    for folder in PROTOCOLS[config.dataset.protocol].train_image_folders(root):
         if folder.is_dir():
             count = sum(1 for p in folder.iterdir() if p.is_file())
             if config.dataset.protocol != "split":

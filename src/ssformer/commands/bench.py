@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ssformer.deploy.formats import RUNTIMES
+from ssformer.image_size import PAPER_SIDE
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -32,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1, help="inference batch size (1)")
     parser.add_argument("--train-batch", type=int, default=2, help="training batch size (2)")
-    parser.add_argument("--size", type=int, default=352, help="input size (352)")
+    parser.add_argument("--size", type=int, default=PAPER_SIDE, help=f"input size ({PAPER_SIDE})")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
@@ -62,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--runtime",
         nargs="+",
-        choices=("torch", "onnxruntime", "openvino"),
+        choices=RUNTIMES,
         default=None,
         help="runtimes to time (default: torch, or the export's own); onnxruntime and "
         "openvino time inference of the ONNX export (made in a temporary folder from a "

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ssformer.commands.train import add_overrides_argument
+from ssformer.run_files import TRAIN_LOG
 
 DEMO_CONFIG = "demo"
 SYNTHETIC_IMAGES = 200
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             minutes,
             "n/a" if dice is None else f"{dice:.4f}",
             result.run_dir,
-            result.run_dir / "train.log",
+            result.run_dir / TRAIN_LOG,
             best,
             predictions.out_dir,
             report.out_dir / "results.md",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssformer.commands.train import add_config_arguments
+from ssformer.deploy.formats import EXPORT_FORMATS, PRECISIONS
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -34,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--weights", type=Path, default=None, help="checkpoint (or an .onnx)")
     add_config_arguments(parser, required=False)
-    parser.add_argument("--format", choices=("onnx", "openvino"), required=True)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32")
+    parser.add_argument("--format", choices=tuple(EXPORT_FORMATS), required=True)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--out", type=Path, default=None, help="output file (.onnx / .xml)")
     parser.add_argument(
         "--image-size",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ssformer.image_size import PAPER_SIDE
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("name", help="SSFormer, PLDSegFormer, SegFormer, SSFormer-S, SSFormer-L")
     parser.add_argument("--backbone", default=None, help="MiT-B0..B5 or PVTv2-B0..B5")
     parser.add_argument("--classes", type=int, default=1, help="output classes (default 1)")
-    parser.add_argument("--size", type=int, default=352, help="input size for FLOPs (352)")
+    parser.add_argument(
+        "--size", type=int, default=PAPER_SIDE, help=f"input size for FLOPs ({PAPER_SIDE})"
+    )
     parser.set_defaults(func=run)
 
 

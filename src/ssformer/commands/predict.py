@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ssformer.config import Config
 
 from ssformer.commands.train import add_config_arguments
+from ssformer.deploy.formats import RUNTIMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +58,7 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     """``--runtime torch|onnxruntime|openvino`` (shared by predict, val and bench)."""
     parser.add_argument(
         "--runtime",
-        choices=("torch", "onnxruntime", "openvino"),
+        choices=RUNTIMES,
         default=None,
         help="what runs the model: torch (default for checkpoints), onnxruntime (default for "
         ".onnx exports) or openvino (default for .xml; also runs .onnx); a checkpoint is "
@@ -66,15 +67,11 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-SIZE_RANGE = (32, 4096)
-"""The inference sizes ``--size`` accepts (a side under 32 leaves the last stage of the backbone
-no pixel; one over 4096 needs more memory than any GPU has at these models' widths)."""
-
-
 def split_size_argument(values: list[str] | None) -> tuple[tuple[int, int] | None, list[Path]]:
     """``--size SIDE`` or ``--size H W``, inputs may follow (``--size 96 clip.mp4``): the size
     ``(h, w)`` and the inputs after it, or :class:`ConfigError` naming the values and the range."""
     from ssformer.errors import ConfigError
+    from ssformer.image_size import SIZE_RANGE
 
     if not values:
         return None, []

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ssformer.image_size import PAPER_SIDE
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("out", type=Path, help="output folder (files are never overwritten)")
     parser.add_argument("--n", type=int, default=200, help="number of pairs (default 200)")
-    parser.add_argument("--size", type=int, default=352, help="image side in pixels (default 352)")
+    parser.add_argument(
+        "--size", type=int, default=PAPER_SIDE, help=f"image side in pixels (default {PAPER_SIDE})"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--size-jitter",

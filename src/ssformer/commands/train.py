@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):  # -> Config (typed lazily: keep torch out)
     from ssformer.config import load_config
     from ssformer.errors import ConfigError
+    from ssformer.run_files import CONFIG, is_run_folder, resumable_runs
 
     if args.cfg is not None:
         return load_config(args.cfg, args.overrides)
@@ -78,19 +79,19 @@ def _load(args: argparse.Namespace):  # -> Config (typed lazily: keep torch out)
             "give --cfg FILE (or --resume RUN_FOLDER, which reads the run's config.yaml)"
         )
     if args.resume == "last":  # the newest run under the default SAVE_DIR
-        runs = sorted(Path("output").glob("*/*/last.pth"), key=lambda p: p.stat().st_mtime)
+        runs = resumable_runs(Path("output"), levels=2)
         if not runs:
             raise ConfigError(
                 "--resume without --cfg resumes the newest run under output/, and there is "
                 "none with a last.pth: give --cfg FILE (its SAVE_DIR is searched) or "
                 "--resume RUN_FOLDER"
             )
-        args.resume = str(runs[-1].parent)
+        args.resume = str(runs[-1])
     run = Path(args.resume)
     run = run.parent if run.is_file() else run
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"--resume {args.resume}: {run / 'config.yaml'} not found; add --cfg")
-    return load_config(run / "config.yaml", args.overrides)
+    if not is_run_folder(run):
+        raise ConfigError(f"--resume {args.resume}: {run / CONFIG} not found; add --cfg")
+    return load_config(run / CONFIG, args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:

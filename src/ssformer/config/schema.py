@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ssformer.image_size import PAPER_SIZE
 from ssformer.registry import PRESETS
 
 __all__ = [
@@ -86,7 +87,7 @@ class TrainConfig:
     before a loss that applies sigmoid again), ``MAX_STEPS`` / ``TIME_LIMIT_MIN`` (stop early,
     for demos; null = no limit)."""
 
-    image_size: tuple[int, int] = (352, 352)
+    image_size: tuple[int, int] = PAPER_SIZE
     batch_size: int = 16
     epochs: int = 200
     eval_interval: int = 1
@@ -163,7 +164,7 @@ class EvalConfig:
     always computes every metric."""
 
     model_path: str | None = None
-    image_size: tuple[int, int] = (352, 352)
+    image_size: tuple[int, int] = PAPER_SIZE
     recipe: str | None = None
     metrics: str | tuple[str, ...] = "fast"
     msf: MSFConfig = field(default_factory=MSFConfig)
@@ -178,7 +179,7 @@ class TestConfig:
 
     model_path: str | None = None
     file: str | None = None
-    image_size: tuple[int, int] = (352, 352)
+    image_size: tuple[int, int] = PAPER_SIZE
     overlay: bool = True
 
 

@@ -8,7 +8,7 @@ One function per YAML section, called in order by :func:`validate`; each raises
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ssformer.config.schema import Config
@@ -61,7 +61,7 @@ def _fail(source: str, key: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(f"{source}: {key}={value!r} is not valid: expected {expected}")
 
 
-def _choice(value: str, options: Sequence[str], source: str, key: str) -> str:
+def _choice(value: str, options: Collection[str], source: str, key: str) -> str:
     if value in options:
         return value
     close = closest(value, options)
@@ -88,42 +88,59 @@ def _validate_model(c: Config, source: str) -> None:
         c.model.pretrained = None
 
 
+def loss_settings_problem(
+    name: str, num_classes: int, cls_weights: Sequence[float] | None, double_sigmoid: bool
+) -> str | None:
+    """What is wrong with loss ``name`` (canonical) for a model of ``num_classes`` outputs
+    with these class weights and the official double sigmoid, or ``None``: the one statement
+    of the loss rules, asked by config validation and by :func:`ssformer.losses.build_loss`."""
+    if name in ONE_CHANNEL_LOSSES:
+        if num_classes != 1:
+            return (
+                f"LOSS.NAME={name} needs MODEL.NUM_CLASSES=1 (one sigmoid channel), "
+                f"got {num_classes}"
+            )
+        if cls_weights is not None:
+            return f"LOSS.CLS_WEIGHTS is not supported by LOSS.NAME={name}"
+        return None
+    if num_classes < 2:
+        return (
+            f"LOSS.NAME={name} is a softmax loss and needs MODEL.NUM_CLASSES>=2 (background "
+            f"and polyp), got {num_classes}"
+        )
+    if double_sigmoid:
+        return (
+            "TRAIN.OFFICIAL_DOUBLE_SIGMOID reproduces a quirk of the official DiceBCE "
+            f"training; it needs LOSS.NAME=DiceBCE (got {name})"
+        )
+    if cls_weights is not None and len(cls_weights) != num_classes:
+        return (
+            f"LOSS.CLS_WEIGHTS has {len(cls_weights)} weights for MODEL.NUM_CLASSES={num_classes}"
+        )
+    return None
+
+
 def _validate_loss(c: Config, source: str) -> None:
     """``LOSS.NAME`` (default by architecture) and the ``MODEL.NUM_CLASSES`` it needs."""
     if not c.loss.name:
         c.loss.name = "DiceBCE" if c.architecture == "SSFormer" else "DiceLoss"
     canonical = LOSS_ALIASES.get(c.loss.name.lower(), c.loss.name)
     c.loss.name = _choice(canonical, LOSSES, source, "LOSS.NAME")
-    needed = 1 if c.loss.name in ONE_CHANNEL_LOSSES else 2
     if c.model.num_classes is None:
-        c.model.num_classes = needed
-    if needed == 1 and c.model.num_classes != 1:
-        raise ConfigError(
-            f"{source}: LOSS.NAME={c.loss.name} needs MODEL.NUM_CLASSES=1 (one sigmoid "
-            f"channel), got {c.model.num_classes}"
-        )
-    if needed == 2 and c.model.num_classes < 2:
-        raise ConfigError(
-            f"{source}: LOSS.NAME={c.loss.name} is a softmax loss and needs "
-            f"MODEL.NUM_CLASSES>=2 (background and polyp), got {c.model.num_classes}"
-        )
+        c.model.num_classes = 1 if c.loss.name in ONE_CHANNEL_LOSSES else 2
     if c.loss.cls_weights is True:
         raise ConfigError(
             f"{source}: LOSS.CLS_WEIGHTS=true: give one weight per class "
             f"(a list of {c.model.num_classes} numbers) or false"
         )
-    if isinstance(c.loss.cls_weights, tuple):
-        if any(w < 0 for w in c.loss.cls_weights) or not any(w > 0 for w in c.loss.cls_weights):
-            raise _fail(
-                source, "LOSS.CLS_WEIGHTS", list(c.loss.cls_weights), "weights >= 0, one > 0"
-            )
-        if c.loss.name == "DiceBCE":
-            raise ConfigError(f"{source}: LOSS.CLS_WEIGHTS is not supported by LOSS.NAME=DiceBCE")
-        if len(c.loss.cls_weights) != c.model.num_classes:
-            raise ConfigError(
-                f"{source}: LOSS.CLS_WEIGHTS has {len(c.loss.cls_weights)} weights for "
-                f"MODEL.NUM_CLASSES={c.model.num_classes}"
-            )
+    weights = c.loss.cls_weights if isinstance(c.loss.cls_weights, tuple) else None
+    if weights is not None and (any(w < 0 for w in weights) or not any(w > 0 for w in weights)):
+        raise _fail(source, "LOSS.CLS_WEIGHTS", list(weights), "weights >= 0, one > 0")
+    problem = loss_settings_problem(
+        c.loss.name, c.model.num_classes, weights, c.train.official_double_sigmoid
+    )
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
 
 
 def _validate_dataset(c: Config, source: str) -> None:
@@ -181,11 +198,6 @@ def _validate_train(c: Config, source: str) -> None:
             f"{source}: TRAIN.SELECT_ON=test picks the best epoch on the test set, which leaks "
             f"test data into model selection (the official repo's practice); to do it anyway "
             f"also set TRAIN.SELECT_BEST_ON_TEST_LEAKS=true, else use TRAIN.SELECT_ON=val"
-        )
-    if t.official_double_sigmoid and c.loss.name != "DiceBCE":
-        raise ConfigError(
-            f"{source}: TRAIN.OFFICIAL_DOUBLE_SIGMOID reproduces a quirk of the official DiceBCE "
-            f"training; it needs LOSS.NAME=DiceBCE (got {c.loss.name})"
         )
 
 

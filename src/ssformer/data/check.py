@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ssformer.data.decode import MASK_RULES, decode_image, exif_orientation, read_mask_grey
-from ssformer.data.layout import ignored_files, ignored_reason, image_files
+from ssformer.data.layout import PRANET_PROTOCOL, ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
 from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, MASK_DIR_NAMES
@@ -114,7 +114,7 @@ def dataset_folders(root: Path) -> list[Path]:
     if is_pair_dir(root):
         return [root]
     found = [d for d in sorted(root.iterdir()) if d.is_dir() and is_pair_dir(d)]
-    test_root = root / "TestDataset"
+    test_root = root / PRANET_PROTOCOL.test
     if test_root.is_dir():
         found += [d for d in sorted(test_root.iterdir()) if d.is_dir() and is_pair_dir(d)]
     if not found:

@@ -23,6 +23,7 @@ from ssformer.data.decode import decode_mask, read_image_size
 from ssformer.data.layout import image_files
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
+from ssformer.image_size import as_size
 from ssformer.io.paths import why_not_folder
 from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
 
@@ -85,13 +86,6 @@ def find_pairs(root: Path) -> list[tuple[Path, Path]]:
     return [(images[s], masks[s]) for s in sorted(images)]
 
 
-def _as_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    h, w = image_size
-    return (int(h), int(w))
-
-
 class PolypDataset(torch.utils.data.Dataset):
     """Image/mask pairs of one folder, resized to ``image_size`` (side or ``(h, w)``).
 
@@ -111,7 +105,7 @@ class PolypDataset(torch.utils.data.Dataset):
         resize: str = "square",
     ) -> None:
         self.root = Path(root)
-        self.image_size = _as_size(image_size)
+        self.image_size = as_size(image_size)
         self.pairs = find_pairs(self.root)
         self.names: list[str] = [image.stem for image, _ in self.pairs]
         self.transform: PairTransform = (

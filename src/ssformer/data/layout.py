@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.errors import DataError
-from ssformer.registry import IMAGE_SUFFIXES
+from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES
 
 _IGNORED_DIRS = frozenset({"__MACOSX"})
 
@@ -67,6 +67,44 @@ class PraNetLayout:
 
 
 PRANET = PraNetLayout()
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Where an evaluation protocol's data lies under ``DATASET.ROOT``; training, ``val``, the
+    sweep's estimate, ``check-data`` and the report's predictions grid all ask it.
+
+    ``split`` (the reproduction study): ``ROOT/{train,val,test}/{images,masks}``.
+    ``pranet`` (the SSFormer paper): ``ROOT/TrainDataset/{image(s),mask(s)}`` (its validation
+    set is a held-out part of it) and ``ROOT/TestDataset/<set>/{images,masks}`` per test set.
+    """
+
+    name: str
+    train: str
+    test: str
+    val: str | None = None
+    test_sets: tuple[str, ...] = ()
+    """The named test sets under ``test`` (none: ``test`` is the test set itself)."""
+
+    def train_image_folders(self, root: Path) -> tuple[Path, ...]:
+        """Where the training images may lie (the first that exists holds them)."""
+        return tuple(Path(root) / self.train / name for name in IMAGE_DIR_NAMES[:2])
+
+    def test_set_folder(self, root: Path, test_set: str) -> Path:
+        """The folder of one test set (its name matched without regard to case), or the
+        test folder itself for a protocol without named test sets."""
+        if not self.test_sets:
+            return Path(root) / self.test
+        names = [name for name in self.test_sets if name.lower() == test_set.lower()]
+        return Path(root) / self.test / (names[0] if names else test_set)
+
+
+SPLIT_PROTOCOL = Protocol("split", train="train", val="val", test="test")
+PRANET_PROTOCOL = Protocol(
+    "pranet", train="TrainDataset", test="TestDataset", test_sets=tuple(PRANET.test_counts)
+)
+PROTOCOLS: Mapping[str, Protocol] = {p.name: p for p in (SPLIT_PROTOCOL, PRANET_PROTOCOL)}
+"""``DATASET.PROTOCOL`` -> its folders (the names of :data:`ssformer.registry.PROTOCOLS`)."""
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -190,15 +228,15 @@ def _pick(folder: Path, names: tuple[str, ...]) -> Path:
 
 def pranet_counts(root: Path) -> dict[str, int]:
     """Pair counts of the PraNet benchmark in ``root``: ``TrainDataset`` and each test set."""
-    train = root / "TrainDataset"
+    train = root / PRANET_PROTOCOL.train
     counts = {
-        "TrainDataset": count_pairs(
+        PRANET_PROTOCOL.train: count_pairs(
             _pick(train, ("image", "images")),
             _pick(train, ("mask", "masks")),
             what="PraNet TrainDataset",
         )
     }
-    test_root = root / "TestDataset"
+    test_root = root / PRANET_PROTOCOL.test
     if not test_root.is_dir():
         raise DataError(f"PraNet: folder {test_root} is missing.")
     for test_set in sorted(p for p in test_root.iterdir() if p.is_dir()):
@@ -222,12 +260,12 @@ def verify_pranet(
     """
     expected_tests = dict(PRANET.test_counts if test_counts is None else test_counts)
     counts = pranet_counts(root)
-    check_count(counts["TrainDataset"], train_count, what="PraNet TrainDataset", where=root)
+    check_count(counts[PRANET_PROTOCOL.train], train_count, what="PraNet TrainDataset", where=root)
     missing = sorted(set(expected_tests) - set(counts))
     if missing:
         raise DataError(
-            f"PraNet: test sets {missing} are missing from {root / 'TestDataset'} (found "
-            f"{sorted(set(counts) - {'TrainDataset'})})."
+            f"PraNet: test sets {missing} are missing from {root / PRANET_PROTOCOL.test} (found "
+            f"{sorted(set(counts) - {PRANET_PROTOCOL.train})})."
         )
     for name, expected in expected_tests.items():
         check_count(counts[name], expected, what=f"PraNet test set {name}", where=root)
@@ -236,8 +274,8 @@ def verify_pranet(
 
 def find_pranet_root(extracted: Path) -> Path:
     """The folder of an extracted archive that holds ``TrainDataset`` and ``TestDataset``."""
-    train = find_folder(extracted, ("TrainDataset",))
-    if train is None or not (train.parent / "TestDataset").is_dir():
+    train = find_folder(extracted, (PRANET_PROTOCOL.train,))
+    if train is None or not (train.parent / PRANET_PROTOCOL.test).is_dir():
         raise DataError(
             "PraNet: the archive has no folder holding both TrainDataset and TestDataset (top "
             f"level holds {sorted(p.name for p in extracted.iterdir())})."

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 from torch.utils.data import Dataset, Subset
 
 from ssformer.data.datasets import PolypDataset, holdout_indices
+from ssformer.data.layout import PRANET_PROTOCOL, SPLIT_PROTOCOL
 from ssformer.data.recipes import RecipeEvalDataset
 from ssformer.data.split import MANIFEST_NAME, stale_split_problems
 from ssformer.data.transforms import build_eval_transform, build_train_transform
 from ssformer.errors import ConfigError, DataError
 from ssformer.io.paths import why_not_folder
-from ssformer.registry import PRANET_TEST_SETS
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -57,7 +57,7 @@ class ProtocolData:
         if not self.missing_test_sets:
             return None
         return (
-            f"PraNet test sets missing from TestDataset/ (not scored): "
+            f"PraNet test sets missing from {PRANET_PROTOCOL.test}/ (not scored): "
             f"{', '.join(self.missing_test_sets)}; scoring {', '.join(self.test) or 'none'}"
         )
 
@@ -123,7 +123,8 @@ def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
                 f"dataset with `ssformer split {root}` and point DATASET.ROOT at its output"
             )
         return ProtocolData(**{split: sets})
-    missing = [s for s in ("train", *EVAL_SPLITS) if not (root / s).is_dir()]
+    folders = SPLIT_PROTOCOL
+    missing = [s for s in (folders.train, folders.val, folders.test) if not (root / s).is_dir()]
     if missing:
         raise DataError(
             f"DATASET.ROOT={root} has no {', '.join(missing)} folder(s); the split protocol "
@@ -134,28 +135,29 @@ def _split(config: Config, root: Path, split: str | None) -> ProtocolData:
     train_tf = build_train_transform(train_size, config.train.augment)
     return ProtocolData(
         train=PolypDataset(
-            root / "train", train_size, transform=train_tf, resize=_resize_rule(config)
+            root / folders.train, train_size, transform=train_tf, resize=_resize_rule(config)
         ),
-        val={"val": PolypDataset(root / "val", eval_size, transform=eval_tf)},
-        test={"test": _evaluation_set(config, root / "test")},
+        val={"val": PolypDataset(root / str(folders.val), eval_size, transform=eval_tf)},
+        test={"test": _evaluation_set(config, root / folders.test)},
     )
 
 
 def _pranet(config: Config, root: Path, split: str | None) -> ProtocolData:
     eval_size = tuple(config.eval.image_size)
     eval_tf = build_eval_transform(eval_size)
-    train_root = root / "TrainDataset"
+    protocol = PRANET_PROTOCOL
+    train_root = root / protocol.train
     data = ProtocolData()
     if split in (None, "test"):
-        test_root = root / "TestDataset"
+        folders = {name: protocol.test_set_folder(root, name) for name in protocol.test_sets}
         data.test = {
-            name: _evaluation_set(config, test_root / name)
-            for name in PRANET_TEST_SETS
-            if (test_root / name).is_dir()
+            name: _evaluation_set(config, folder)
+            for name, folder in folders.items()
+            if folder.is_dir()
         }
         if not data.test:
-            raise DataError(f"{test_root} holds none of the sets {PRANET_TEST_SETS}")
-        data.missing_test_sets = tuple(n for n in PRANET_TEST_SETS if n not in data.test)
+            raise DataError(f"{root / protocol.test} holds none of the sets {protocol.test_sets}")
+        data.missing_test_sets = tuple(n for n in protocol.test_sets if n not in data.test)
     if split in (None, "val"):
         # model selection during training: the cached pipeline; `ssformer val --split val`:
         # the recipe's

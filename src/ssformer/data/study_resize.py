@@ -13,6 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ssformer.image_size import PAPER_SIDE
 from ssformer.registry import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["normalise_uint8", "resize_uint8", "study_eval_size", "study_resize"]
@@ -27,7 +28,7 @@ def normalise_uint8(image: torch.Tensor) -> torch.Tensor:
     return (image.to(torch.float32) / 255.0 - _MEAN) / _STD
 
 
-def study_eval_size(height: int, width: int, size: int = 352) -> tuple[tuple[int, int], ...]:
+def study_eval_size(height: int, width: int, size: int = PAPER_SIDE) -> tuple[tuple[int, int], ...]:
     """The study ``Resize``'s two target sizes for an image of ``height x width``: the shorter
     side scaled to ``size`` (Python ``round``), then each side up to a multiple of 32."""
     factor = size / min(height, width)
@@ -50,7 +51,7 @@ def resize_uint8(array: torch.Tensor, size: tuple[int, int], mode: str) -> torch
 
 
 def study_resize(
-    image: torch.Tensor, mask: torch.Tensor, size: int = 352
+    image: torch.Tensor, mask: torch.Tensor, size: int = PAPER_SIDE
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The study's ``Resize(size)`` of a uint8 image ``[3, H, W]`` and mask ``[C, H, W]``."""
     first, aligned = study_eval_size(image.shape[1], image.shape[2], size)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ssformer.errors import DataError
+from ssformer.image_size import PAPER_SIDE
 
 __all__ = ["SyntheticSample", "generate_synthetic_dataset", "render_sample"]
 
@@ -296,7 +297,7 @@ def _write_jpeg(path: Path, array: np.ndarray, quality: int) -> None:
 def generate_synthetic_dataset(
     out: Path,
     n: int = 200,
-    size: int | tuple[int, int] = 352,
+    size: int | tuple[int, int] = PAPER_SIDE,
     seed: int = 0,
     size_jitter: float = 0.0,
 ) -> Path:

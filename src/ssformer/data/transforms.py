@@ -28,6 +28,7 @@ import torch
 
 from ssformer import registry
 from ssformer.data.study_augment import StudyTrainTransform
+from ssformer.image_size import PAPER_SIDE, as_size
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -48,10 +49,6 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # PIL convert("L")
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13.0  # PIL ImageFilter.SMOOTH
 
 
-def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-
 def _resize_to(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
     if image.shape[:2] == size:
         return image, mask
@@ -67,7 +64,7 @@ def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def eval_image_tensor(image: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
     """An RGB uint8 image ``[H,W,3]`` as the evaluation pipeline feeds it to a model:
     resized to ``size`` like :class:`EvalTransform` and normalised, ``[3,h,w]`` float32."""
-    size = _as_size(size)
+    size = as_size(size)
     if image.shape[:2] != size:
         image = _resize_array(image, size)
     return to_tensors(image, np.zeros(image.shape[:2], np.uint8))[0]
@@ -188,7 +185,7 @@ def _dilate_or_erode(mask: np.ndarray, key: float) -> np.ndarray:
 
 
 def build_train_transform(
-    size: int | tuple[int, int] = 352, recipe: str = "official"
+    size: int | tuple[int, int] = PAPER_SIDE, recipe: str = "official"
 ) -> TrainTransform | StudyTrainTransform:
     """Training augmentation: ``recipe`` is ``"official"`` (SSFormer repo) or ``"study"``
     (:class:`~ssformer.data.study_augment.StudyTrainTransform`, which takes the pairs of the
@@ -200,10 +197,10 @@ def build_train_transform(
             f"unknown augmentation recipe {recipe!r}: use {' or '.join(registry.AUGMENTS)}"
         )
     if recipe == "study":
-        return StudyTrainTransform(_as_size(size))
-    return TrainTransform(size=_as_size(size))
+        return StudyTrainTransform(as_size(size))
+    return TrainTransform(size=as_size(size))
 
 
-def build_eval_transform(size: int | tuple[int, int] = 352) -> EvalTransform:
+def build_eval_transform(size: int | tuple[int, int] = PAPER_SIDE) -> EvalTransform:
     """Evaluation: resize + ImageNet normalisation."""
-    return EvalTransform(size=_as_size(size))
+    return EvalTransform(size=as_size(size))

@@ -29,9 +29,11 @@ from ssformer.deploy.check import (
     require_fp32_parity,
 )
 from ssformer.deploy.convert import export_onnx
+from ssformer.deploy.formats import EXPORT_FORMATS, FILE_FORMATS, RUNTIMES
 from ssformer.deploy.sessions import ExportedModel, OnnxRuntimeModel, OpenVINOModel
-from ssformer.deploy.sidecar import FILE_FORMATS, ExportInfo, read_sidecar, write_sidecar
+from ssformer.deploy.sidecar import ExportInfo, read_sidecar, write_sidecar
 from ssformer.errors import ExportError
+from ssformer.image_size import PAPER_SIZE
 from ssformer.io.digest import sha256_file
 
 if TYPE_CHECKING:
@@ -46,8 +48,7 @@ __all__ = [
     "resolve_runtime",
 ]
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
-_DEFAULT_RUNTIME = {".onnx": "onnxruntime", ".xml": "openvino"}
+_DEFAULT_RUNTIME = {f.suffix: f.runtime for f in EXPORT_FORMATS.values()}
 
 
 def resolve_runtime(weights: str | Path, runtime: str | None) -> str:
@@ -147,7 +148,7 @@ def load_inference_model(
     runtime: str | None = None,
     config: Config | None = None,
     *,
-    image_size: Sequence[int] = (352, 352),
+    image_size: Sequence[int] = PAPER_SIZE,
     threads: int | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> nn.Module:

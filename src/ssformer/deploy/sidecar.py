@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ssformer import __version__
+from ssformer.deploy.formats import FILE_FORMATS, PRECISIONS
 from ssformer.errors import ExportError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.io.digest import sha256_file
@@ -36,9 +37,6 @@ __all__ = [
 
 FORMAT = "ssformer-export"
 FORMAT_VERSION = 1
-FILE_FORMATS: dict[str, str] = {".onnx": "onnx", ".xml": "openvino"}
-"""Suffix of an exported model file -> its format."""
-PRECISIONS = ("fp32", "bf16", "int8")
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 

@@ -44,6 +44,7 @@ from ssformer.io.atomic import write_text_atomic
 from ssformer.metrics import METRIC_CONVENTIONS, SegmentationEvaluator, resize_probability
 from ssformer.models.factories import load_model
 from ssformer.registry import TRAINING_METRIC_NAMES
+from ssformer.run_files import eval_file_name, is_run_folder
 
 if TYPE_CHECKING:
     from ssformer.config import Config, MSFConfig
@@ -319,16 +320,19 @@ def write_eval_json(
 
 
 def _eval_json_path(
-    config: Config, weights: Path, what: str, tag: str, out_dir: Path | None
+    config: Config, weights: Path, name: tuple[str, str, str], tag: str, out_dir: Path | None
 ) -> Path:
-    """Where ``ssformer val`` writes the JSON of ``what`` (``test``, ``test_Kvasir_msf``, ...);
-    ``tag``: ``""`` for torch, ``_openvino`` and the like for an export (see run_evaluation)."""
+    """Where ``ssformer val`` writes the JSON of ``name`` (split, evaluation set, suffix such as
+    ``_msf``); ``tag``: ``""`` for torch, ``_openvino`` and the like for an export (see
+    run_evaluation)."""
+    split, set_name, suffix = name
     if out_dir is not None:
-        return Path(out_dir) / f"eval_{what}{tag}.json"
-    if (weights.parent / "config.yaml").is_file():  # a run folder
+        return Path(out_dir) / eval_file_name(split, set_name, suffix + tag)
+    if is_run_folder(weights.parent):
         prefix = f"{weights.stem}{tag}_" if tag else ""
-        return weights.parent / f"{prefix}eval_{what}.json"
-    return Path(config.save_dir) / "eval" / f"{weights.stem}{tag}_{what}.json"
+        return weights.parent / eval_file_name(split, set_name, suffix, prefix)
+    set_part = "" if set_name in ("test", "val") else f"_{set_name}"
+    return Path(config.save_dir) / "eval" / f"{weights.stem}{tag}_{split}{set_part}{suffix}.json"
 
 
 def _evaluation_model(
@@ -363,11 +367,6 @@ def _evaluation_sets(config: Config, split: str, echo: Callable[[str], None]) ->
     if missing:
         echo(missing)
     return data.evaluation_sets(split)
-
-
-def _set_part(name: str) -> str:
-    """The evaluation set's part of a JSON name: ``""`` for test/val, ``_<set>`` otherwise."""
-    return "" if name in ("test", "val") else f"_{name}"
 
 
 def _table_title(
@@ -443,7 +442,7 @@ def run_evaluation(
             echo(f"wrote {len(folders[name].written)} maps into {folders[name].folder}")
         title = _table_title(config, f"{dataset_name} {split}", output, f"{path}, {label}", msf)
         echo(format_metrics_table(output.metrics, title=title))
-        target = _eval_json_path(config, path, f"{split}{_set_part(name)}{suffix}", tag, out_dir)
+        target = _eval_json_path(config, path, (split, name, suffix), tag, out_dir)
         existed = target.exists()
         write_eval_json(
             target,

@@ -44,9 +44,9 @@ from ssformer.deploy.convert import (
     quantize_openvino,
     save_openvino,
 )
+from ssformer.deploy.formats import EXPORT_FORMATS, FILE_FORMATS
 from ssformer.deploy.sessions import ExportedModel, OnnxRuntimeModel, OpenVINOModel
 from ssformer.deploy.sidecar import (
-    FILE_FORMATS,
     ExportInfo,
     export_files,
     package_versions,
@@ -56,16 +56,14 @@ from ssformer.deploy.sidecar import (
 )
 from ssformer.engine.calibration import CalibrationSet, calibration_set, mask_dice
 from ssformer.errors import ExportError
+from ssformer.image_size import PAPER_SIZE
 from ssformer.io.digest import sha256_file
 from ssformer.io.paths import why_not_file
 
 if TYPE_CHECKING:
     from ssformer.config import Config
 
-__all__ = ["FORMAT_SUFFIXES", "ExportResult", "export_model_file", "output_path"]
-
-FORMAT_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
-_RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
+__all__ = ["ExportResult", "export_model_file", "output_path"]
 
 
 @dataclass
@@ -95,7 +93,7 @@ class _Source:
 
 
 def _check_request(weights: Path, file_format: str, precision: str, static: bool) -> None:
-    if file_format not in FORMAT_SUFFIXES:
+    if file_format not in EXPORT_FORMATS:
         raise ExportError(f"--format {file_format!r}: choose onnx or openvino")
     if file_format == "onnx" and precision != "fp32":
         raise ExportError(
@@ -121,7 +119,7 @@ def output_path(
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """Where the export goes (see the module doc); refuses an ``out`` that exists."""
-    suffix = FORMAT_SUFFIXES[file_format]
+    suffix = EXPORT_FORMATS[file_format].suffix
     if out is not None:
         out = Path(out)
         if out.suffix.lower() != suffix:
@@ -273,7 +271,7 @@ def export_model_file(
     target = output_path(weights, file_format, precision, out, echo)
     source = _load_source(weights, config)
     if image_size is None:
-        image_size = source.onnx_info.image_size if source.onnx_info else (352, 352)
+        image_size = source.onnx_info.image_size if source.onnx_info else PAPER_SIZE
     size = (int(image_size[0]), int(image_size[1]))
     calib = None
     if precision == "int8":
@@ -294,7 +292,9 @@ def export_model_file(
             dynamic=dynamic,
             source=source.record,
             versions={
-                **package_versions("torch", "onnx", "onnxscript", _RUNTIME_OF[file_format]),
+                **package_versions(
+                    "torch", "onnx", "onnxscript", EXPORT_FORMATS[file_format].runtime
+                ),
                 **({"nncf": package_versions("nncf")["nncf"]} if precision == "int8" else {}),
                 "exporter": "torch.onnx.export(dynamo=True)",
                 "opset": OPSET,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ssformer.errors import ConfigError, SSFormerError
+from ssformer.run_files import LAST
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -81,7 +82,7 @@ def _stored_config(stored: Mapping[str, Any], source: str) -> dict[str, Any]:
 def check_resumable(stored: Mapping[str, Any], config: Config, run_dir: Path) -> list[str]:
     """The changed keys that may change (to log); :class:`ConfigError` naming every other
     changed key, its stored and new value and what to do."""
-    old = _stored_config(stored, str(run_dir / "last.pth"))
+    old = _stored_config(stored, str(run_dir / LAST))
     new = config.to_dict()
     changed = config_changes(old, new)
     refused = [key for key in changed if not _resumable(key)]

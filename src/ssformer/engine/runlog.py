@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ssformer import run_files
 from ssformer.io.atomic import write_text_atomic
 
 __all__ = ["NullLogger", "RunLogger"]
@@ -49,13 +50,14 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._echo = echo  # a stream, "stdout" (the console at each call) or None
         # Kept open for the run's lifetime (closed in close()); every line is flushed.
-        self._files: list[TextIO] = [open(self.run_dir / "train.log", "a", encoding="utf-8")]  # noqa: SIM115
+        log_path = self.run_dir / run_files.TRAIN_LOG
+        self._files: list[TextIO] = [open(log_path, "a", encoding="utf-8")]  # noqa: SIM115
         if shared_log is not None:
             shared_log.parent.mkdir(parents=True, exist_ok=True)
             self._files.append(open(shared_log, "a", encoding="utf-8"))  # noqa: SIM115
         self.shared_log = shared_log
-        self.metrics_jsonl = self.run_dir / "metrics.jsonl"
-        self.metrics_csv = self.run_dir / "metrics.csv"
+        self.metrics_jsonl = self.run_dir / run_files.METRICS_JSONL
+        self.metrics_csv = self.run_dir / run_files.METRICS_CSV
         self._rows: list[dict[str, Any]] = []
         self._writer: Any = None
         if tensorboard:

@@ -64,6 +64,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ssformer import run_files
 from ssformer.config import save_config
 from ssformer.data.check import check_dataset
 from ssformer.data.datasets import innermost
@@ -101,7 +102,6 @@ from ssformer.engine.runtime import (
 )
 from ssformer.engine.study_weights import publish_best, where_weights_are
 from ssformer.engine.training_state import (
-    LAST_NAME,
     TrainingState,
     capture_rng_state,
     find_resume_run,
@@ -204,13 +204,10 @@ def _logger(
         raise storage_error(error.filename or run_dir, error) from error
 
 
-_UNSTARTED_FILES = ("config.yaml", "train.log", "metrics.jsonl", "metrics.csv")
-
-
 def _remove_unstarted_run(run_dir: Path) -> None:
     """Remove a run folder this process created and that stopped before training: only the
     files a run writes at its start; a folder holding anything else stays."""
-    for name in _UNSTARTED_FILES:
+    for name in run_files.UNSTARTED:
         (run_dir / name).unlink(missing_ok=True)
     board = run_dir / "tensorboard"
     if board.is_dir() and all(p.name.startswith("events.out.") for p in board.iterdir()):
@@ -388,7 +385,7 @@ def _divergence_explained(run: _Run, state: TrainingState, epoch: int) -> Iterat
     try:
         yield
     except (NonFiniteLossError, NonFiniteOutputError) as error:
-        last = run.run_dir / LAST_NAME
+        last = run.run_dir / run_files.LAST
         kept = (
             f"{last} keeps epoch {state.progress.epoch}, the last good one"
             if last.is_file() and state.progress.epoch > 0
@@ -419,7 +416,7 @@ def _result(
 ) -> RunResult:
     """The run's closing log line and its :class:`RunResult`."""
     done = state.progress
-    best_path = run.run_dir / "best.pth"
+    best_path = run.run_dir / run_files.BEST
     best = "n/a" if done.best_metric is None else f"{done.best_metric:.4f}"
     weights = where_weights_are(best_path, run.compat_path, run.run_dir)
     run.log(
@@ -434,7 +431,7 @@ def _result(
         epochs_done=done.epoch,
         global_step=done.global_step,
         best_path=best_path if best_path.is_file() else None,
-        last_path=run.run_dir / LAST_NAME,
+        last_path=run.run_dir / run_files.LAST,
         compat_path=run.compat_path if run.compat_path.is_file() else None,
         history=done.history,
         test_results=test_results,
@@ -492,7 +489,7 @@ def _open_run_folder(
     run_dir = Path(broadcast_object(ctx, str(run_dir.resolve()) if run_dir else None))
     saved = None
     if resume is not None:
-        saved = load_training_state(run_dir / LAST_NAME)
+        saved = load_training_state(run_dir / run_files.LAST)
         check_resumable(saved.get("config") or {}, config, run_dir)
     return run_dir, saved
 
@@ -507,7 +504,7 @@ def _announce(
     """``config.yaml`` of a new run, and the run's first log line."""
     if ctx.is_main:
         if saved is None:
-            save_config(config, run_dir / "config.yaml")
+            save_config(config, run_dir / run_files.CONFIG)
         log(
             f"{'resuming' if saved else 'starting'} run {run_dir}: {config.run_name}, "
             f"config {config.source}, device {ctx.device}, world size {ctx.world_size}, "
@@ -669,7 +666,7 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
     if not state.restore(saved, ctx.rank, ctx.world_size):
         held = len(saved.get("rng_states") or [])
         run.log(
-            f"warning: {LAST_NAME} holds random states of {held} process(es), "
+            f"warning: {run_files.LAST} holds random states of {held} process(es), "
             f"this run has {ctx.world_size}; reseeding (the resumed run will differ)"
         )
         deterministic = ctx.device.type == "cpu"
@@ -686,10 +683,10 @@ def _resume(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
         run.log(f"note: the config differs from the checkpoint's in {', '.join(changed)}")
     for stale in remove_stale_temporaries(run.run_dir):
         run.log(f"removed {stale.name}, left by a write that was killed")
-    best_file = run.run_dir / "best.pth"
+    best_file = run.run_dir / run_files.BEST
     if ctx.is_main and best_file.is_file():
         publish_best(best_file, run.compat_path, run.run_dir, run.log)
-    run.log(f"resumed from {run.run_dir / LAST_NAME}: {state.progress.epoch} epoch(s) done")
+    run.log(f"resumed from {run.run_dir / run_files.LAST}: {state.progress.epoch} epoch(s) done")
 
 
 def _follow_new_epochs(state: TrainingState, saved: dict[str, Any], run: _Run) -> None:
@@ -782,7 +779,7 @@ def _require_run_folder(run: _Run) -> None:
     """Refuse to write into a run folder that was deleted or moved during training: writing
     would recreate it without ``config.yaml``, a folder that ``--resume`` cannot continue."""
     problem = None
-    if run.ctx.is_main and not (run.run_dir / "config.yaml").is_file():
+    if run.ctx.is_main and not (run.run_dir / run_files.CONFIG).is_file():
         problem = (
             f"the run folder {run.run_dir} was deleted or moved during training (its "
             "config.yaml is gone): stopped without writing last.pth or best.pth into it, so no "
@@ -802,7 +799,7 @@ def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
         return
     if is_best:
         best_file = save_checkpoint_file(
-            run.run_dir / "best.pth",
+            run.run_dir / run_files.BEST,
             state.model,
             config=run.config.to_dict(),
             epoch=state.progress.epoch,
@@ -814,7 +811,7 @@ def _save_epoch(run: _Run, state: TrainingState, is_best: bool) -> None:
         )
         publish_best(best_file, run.compat_path, run.run_dir, run.log)
     state.save(
-        run.run_dir / LAST_NAME,
+        run.run_dir / run_files.LAST,
         rng_states=rng_states,
         config=run.config.to_dict(),
         selection_metric=run.metric_name,
@@ -853,7 +850,7 @@ def _epoch_line(
 
 def _score_test(run: _Run, model: nn.Module, best_epoch: int | None) -> dict[str, dict[str, float]]:
     """The best weights on the test set(s), on rank 0: ``eval_test*.json`` and a log line each."""
-    best_path = run.run_dir / "best.pth"
+    best_path = run.run_dir / run_files.BEST
     results: dict[str, dict[str, float]] = {}
     if run.ctx.is_main and best_path.is_file():
         load_weights(model, best_path)
@@ -863,7 +860,7 @@ def _score_test(run: _Run, model: nn.Module, best_epoch: int | None) -> dict[str
         ).items():
             results[name] = output.metrics
             write_eval_json(
-                run.run_dir / ("eval_test.json" if name == "test" else f"eval_test_{name}.json"),
+                run.run_dir / run_files.eval_file_name("test", name),
                 split="test",
                 dataset=run.config.dataset.name if name == "test" else name,
                 weights=best_path,

@@ -33,9 +33,9 @@ from torch import nn
 from ssformer.errors import CheckpointError
 from ssformer.io.atomic import save_torch_atomic
 from ssformer.io.checkpoint_file import read_checkpoint
+from ssformer.run_files import LAST, resumable_runs
 
 __all__ = [
-    "LAST_NAME",
     "TRAINING_STATE_FORMAT",
     "Progress",
     "TrainingState",
@@ -45,7 +45,6 @@ __all__ = [
     "restore_rng_state",
 ]
 
-LAST_NAME = "last.pth"
 TRAINING_STATE_FORMAT = "ssformer-training-state-v1"
 
 
@@ -94,7 +93,7 @@ def load_training_state(path: Path) -> dict[str, Any]:
     """Read a ``last.pth`` written by :meth:`TrainingState.save` (weights only, on the CPU)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST_NAME}")
+        raise CheckpointError(f"no training state at {path}; resume needs a run's {LAST}")
     try:
         state = read_checkpoint(path)
     except CheckpointError as error:
@@ -207,21 +206,21 @@ def find_resume_run(spec: str, experiment_dir: Path | None) -> Path:
                 f"--resume last: no runs under {experiment_dir}; start a run first or give the "
                 "run folder (--resume SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>/<run>)"
             )
-        candidates = [p for p in experiment_dir.glob(f"*/{LAST_NAME}") if p.is_file()]
-        if not candidates:
+        runs = resumable_runs(experiment_dir)
+        if not runs:
             raise CheckpointError(
-                f"--resume last: no run under {experiment_dir} has a {LAST_NAME} yet "
+                f"--resume last: no run under {experiment_dir} has a {LAST} yet "
                 "(a run writes it at the end of its first epoch)"
             )
-        return max(candidates, key=lambda p: p.stat().st_mtime).parent
+        return runs[-1]
     path = Path(spec)
-    if path.is_file() and path.name == LAST_NAME:
+    if path.is_file() and path.name == LAST:
         return path.parent
     if path.is_dir():
-        if not (path / LAST_NAME).is_file():
+        if not (path / LAST).is_file():
             raise CheckpointError(
-                f"--resume {spec}: {path / LAST_NAME} does not exist (the run did not finish "
+                f"--resume {spec}: {path / LAST} does not exist (the run did not finish "
                 "an epoch); start the run again"
             )
         return path
-    raise CheckpointError(f"--resume {spec}: no such run folder or {LAST_NAME} file")
+    raise CheckpointError(f"--resume {spec}: no such run folder or {LAST} file")

@@ -11,10 +11,9 @@
 - :class:`SegFormerHead`: the SegFormer all-MLP decoder (Xie et al., NeurIPS 2021).
 
 Every head's ``forward(features, out_size)`` returns logits of spatial size ``out_size``, and
-every head class says who it is, so that adding a decoder is one class here plus its name in
-:data:`ssformer.registry.MODELS`:
+every head class says what the rest of the package needs of it, so that adding a decoder is one
+class here plus its line in :data:`ssformer.registry.MODELS` (its name -> the class):
 
-- ``name``: the model name (``SegmentationModel.name``, our checkpoints' metadata);
 - ``width_for(backbone)``: its decoder width on a backbone;
 - ``checkpoint_marker``: a key only its published checkpoints hold (format detection);
 - ``published_renames``: ``(published prefix, our prefix)`` pairs of its published key layout;
@@ -30,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "HEADS",
     "ConvBNReLU",
     "ProgressiveLocalityDecoder",
     "SegFormerHead",
@@ -114,7 +112,6 @@ def _study_width(backbone: str) -> int:
 class ProgressiveLocalityDecoder(nn.Module):
     """The official SSFormer decoder (PLD), exactly as in the official ``mit_PLD_b2/b4``."""
 
-    name = "SSFormer"
     checkpoint_marker = "decode_head.linear_fuse34.conv.weight"
     published_renames: tuple[tuple[str, str], ...] = ()
     published_in = "the official SSFormer repository (ssformer_S.pth / ssformer_L.pth)"
@@ -183,7 +180,6 @@ class StudyPLDHead(nn.Module):
     Logits are resized bilinearly (``align_corners=False``) to the input size.
     """
 
-    name = "PLDSegFormer"
     checkpoint_marker = "decode_head.conv_fuse_12.conv.weight"
     published_renames = (("decode_head.Conv2d.", "decode_head.pred."),)
     published_in = "the reproduction study (PLDSegFormer_*.pth)"
@@ -235,7 +231,6 @@ class LinearEmbed(nn.Module):
 class SegFormerHead(nn.Module):
     """SegFormer all-MLP decoder as in the study's ``semseg/models/heads/segformer.py``."""
 
-    name = "SegFormer"
     checkpoint_marker = "decode_head.linear_c1.proj.weight"
     published_renames: tuple[tuple[str, str], ...] = ()
     published_in = "the reproduction study (SegFormer_*.pth)"
@@ -268,10 +263,3 @@ class SegFormerHead(nn.Module):
         fused = fuse.finish(fused)
         logits = self.linear_pred(self.dropout(fused))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
-
-
-HEADS: dict[str, type[ProgressiveLocalityDecoder | StudyPLDHead | SegFormerHead]] = {
-    head.name: head for head in (ProgressiveLocalityDecoder, StudyPLDHead, SegFormerHead)
-}
-"""Model name -> decoder class; the names are those of :data:`ssformer.registry.MODELS`, in
-checkpoint-detection order (the official PLD's marker first)."""

@@ -24,9 +24,8 @@ from torch import nn
 
 from ssformer.errors import CheckpointError
 from ssformer.models.backbones import original_to_ours, ours_to_original
-from ssformer.models.heads import HEADS
 from ssformer.models.model import SegmentationModel
-from ssformer.registry import BACKBONE_SPECS
+from ssformer.registry import BACKBONE_SPECS, MODELS, implementation
 
 __all__ = [
     "StateDict",
@@ -179,7 +178,10 @@ def describe_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if any(key.startswith("backbone.") for key in keys) and any(
         key.startswith("decode_head.") for key in keys
     ):
-        head = next((name for name, cls in HEADS.items() if cls.checkpoint_marker in state), None)
+        head = next(
+            (name for name in MODELS if implementation(MODELS, name).checkpoint_marker in state),
+            None,
+        )
         backbone_part = {
             key[len("backbone.") :]: value
             for key, value in state.items()
@@ -220,7 +222,7 @@ def model_to_ours(state: Mapping[str, torch.Tensor], head: str | None) -> StateD
                 continue
             converted[f"backbone.{new_key}"] = value
             continue
-        for published, ours in HEADS[head].published_renames if head else ():
+        for published, ours in implementation(MODELS, head).published_renames if head else ():
             if key.startswith(published):
                 key = ours + key[len(published) :]
         converted[key] = value
@@ -254,7 +256,7 @@ def export_state_dict(model: nn.Module, layout: str) -> StateDict:
             if key.startswith("backbone."):
                 key = "backbone." + ours_to_original(key[len("backbone.") :])
             else:
-                for published, ours in HEADS[model.name].published_renames:
+                for published, ours in implementation(MODELS, model.name).published_renames:
                     if key.startswith(ours):
                         key = published + key[len(ours) :]
             out[key] = value

@@ -32,7 +32,6 @@ from ssformer.errors import CheckpointError
 from ssformer.io.atomic import save_torch_atomic
 from ssformer.io.checkpoint_file import read_checkpoint
 from ssformer.models.backbones import PyramidBackbone
-from ssformer.models.heads import HEADS
 from ssformer.models.layouts import (
     StateDict,
     backbone_to_ours,
@@ -42,6 +41,7 @@ from ssformer.models.layouts import (
     unwrap_state_dict,
 )
 from ssformer.models.model import SegmentationModel
+from ssformer.registry import MODELS, implementation
 
 __all__ = [
     "FORMAT",
@@ -154,11 +154,11 @@ def _load_model_state(model: SegmentationModel, state: StateDict, path: Path) ->
     if head is None:
         raise CheckpointError(
             f"checkpoint {path} holds a backbone and a decode head of an unknown kind; supported "
-            f"heads: {', '.join(HEADS)}"
+            f"heads: {', '.join(MODELS)}"
         )
     if head != model.name:
         raise CheckpointError(
-            f"checkpoint {path} holds a {head} model (decode head of {HEADS[head].published_in}), but the "
+            f"checkpoint {path} holds a {head} model (decode head of {implementation(MODELS, head).published_in}), but the "
             f"model is {model.name}: build it with build_model({head!r}, ...)"
         )
     _check_backbone_fits(

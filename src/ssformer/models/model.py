@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ssformer.models.backbones import PyramidBackbone
-from ssformer.models.heads import HEADS
+from ssformer.registry import MODELS, implementation
 
 __all__ = ["SegmentationModel", "assemble_model"]
 
@@ -41,9 +41,9 @@ class SegmentationModel(nn.Module):
 
 
 def assemble_model(name: str, backbone: str, num_classes: int) -> SegmentationModel:
-    """Decoder ``name`` (canonical, a key of :data:`~ssformer.models.heads.HEADS`) on a freshly
+    """Decoder ``name`` (canonical, a key of :data:`~ssformer.registry.MODELS`) on a freshly
     initialised ``backbone`` (canonical); the decoder is sized from the backbone's channels."""
     encoder = PyramidBackbone(backbone)
-    head_class = HEADS[name]
+    head_class = implementation(MODELS, name)
     head = head_class(encoder.out_channels, num_classes, head_class.width_for(backbone))
     return SegmentationModel(name, encoder, head, num_classes)

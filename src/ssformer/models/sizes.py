@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SIZE: tuple[int, int] = (352, 352)
-"""The size of the paper's and the reproduction study's experiments."""
+from ssformer.image_size import PAPER_SIZE, format_size, size_or_none
 
-__all__ = ["DEFAULT_SIZE", "RecordedSizes", "choose_size", "format_size", "recorded_sizes"]
+__all__ = ["RecordedSizes", "choose_size", "recorded_sizes"]
 
 
 @dataclass(frozen=True)
@@ -38,27 +37,13 @@ class RecordedSizes:
         }
 
 
-def format_size(size: Sequence[int]) -> str:
-    return f"{size[0]}x{size[1]}"
-
-
-def _size(value: object) -> tuple[int, int] | None:
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
-        return int(value[0]), int(value[1])
-    return None
-
-
 def sizes_from_config(config: Mapping[str, Any]) -> RecordedSizes:
     """The sizes and recipe of a config's ``to_dict()`` (what a run records)."""
     train = config.get("TRAIN") or {}
     evaluation = config.get("EVAL") or {}
     return RecordedSizes(
-        _size(train.get("IMAGE_SIZE")),
-        _size(evaluation.get("IMAGE_SIZE")),
+        size_or_none(train.get("IMAGE_SIZE")),
+        size_or_none(evaluation.get("IMAGE_SIZE")),
         evaluation.get("RECIPE"),
     )
 
@@ -79,8 +64,8 @@ def recorded_sizes(path: str | Path) -> RecordedSizes | None:
     if payload.get("format") != "ssformer" or not isinstance(meta, dict):
         return None
     stored = sizes_from_config(meta.get("config") or {})
-    train = _size(meta.get("train_size")) or stored.train
-    evaluation = _size(meta.get("eval_size")) or stored.eval
+    train = size_or_none(meta.get("train_size")) or stored.train
+    evaluation = size_or_none(meta.get("eval_size")) or stored.eval
     if train is None and evaluation is None:
         return None
     return RecordedSizes(train, evaluation, meta.get("recipe") or stored.recipe)
@@ -100,7 +85,7 @@ def choose_size(
     ``told``: a size the user asked for on the command line (used; a warning if the weights were
     evaluated at another); ``configured``: a size a config file holds (the weights' own size
     wins over it, with a note); else the recorded size, else ``configured`` or
-    :data:`DEFAULT_SIZE`.
+    :data:`ssformer.image_size.PAPER_SIZE`.
     """
     known = recorded.eval if recorded is not None else None
     trained = f" (trained at {format_size(recorded.train)})" if recorded and recorded.train else ""
@@ -123,7 +108,7 @@ def choose_size(
             )
         echo(f"input size {format_size(known)} (recorded in the weights{trained})")
         return known
-    size = tuple(configured) if configured is not None else DEFAULT_SIZE
+    size = tuple(configured) if configured is not None else PAPER_SIZE
     source = configured_by if configured is not None else "the default"
     echo(f"input size {format_size(size)} ({source}; the weights do not record their size)")
     return size  # type: ignore[return-value]
@@ -139,5 +124,5 @@ def overridden(overrides: Sequence[str], key: str) -> tuple[int, int] | None:
             parsed = yaml.safe_load(value)
             if isinstance(parsed, int):
                 return parsed, parsed
-            return _size(parsed)
+            return size_or_none(parsed)
     return None

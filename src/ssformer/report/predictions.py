@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ssformer.registry import PRANET_TEST_SETS
+from ssformer.image_size import PAPER_SIZE, as_size
 from ssformer.report.grid import save_figure
 from ssformer.report.runs import EvalResult, RunRecord
 
@@ -38,16 +38,13 @@ class Sample:
 
 def _config_size(run: RunRecord) -> tuple[int, int]:
     for section in ("EVAL", "TRAIN"):
-        value = (
-            run.config.get(section, {}).get("IMAGE_SIZE")
-            if isinstance(run.config.get(section), dict)
-            else None
-        )
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return (int(value[0]), int(value[1]))
+        settings = run.config.get(section)
+        value = settings.get("IMAGE_SIZE") if isinstance(settings, dict) else None
         if isinstance(value, int):
             return (value, value)
-    return (352, 352)
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return as_size(value)
+    return PAPER_SIZE
 
 
 def test_folder(run: RunRecord, result: EvalResult) -> Path:
@@ -56,16 +53,15 @@ def test_folder(run: RunRecord, result: EvalResult) -> Path:
     folder and from the run folder's ancestors."""
     if not run.dataset_root:
         raise PredictionsUnavailable("config.yaml has no DATASET.ROOT: no test images to show")
+    from ssformer.data.layout import PROTOCOLS
+
+    protocol = PROTOCOLS["pranet" if run.protocol == "pranet" else "split"]
     root = Path(run.dataset_root).expanduser()
     candidates = [root] if root.is_absolute() else [Path.cwd() / root]
     if not root.is_absolute():
         candidates += [parent / root for parent in run.path.parents]
     for base in candidates:
-        if run.protocol == "pranet":
-            names = [n for n in PRANET_TEST_SETS if n.lower() == result.test_set.lower()]
-            folder = base / "TestDataset" / (names[0] if names else result.test_set)
-        else:
-            folder = base / "test"
+        folder = protocol.test_set_folder(base, result.test_set)
         if folder.is_dir():
             return folder
     raise PredictionsUnavailable(

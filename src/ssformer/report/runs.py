@@ -29,11 +29,8 @@ from ssformer.report.conventions import (
     canonical_test_set,
     head_of,
 )
+from ssformer.run_files import BEST, CONFIG, EVAL_GLOB, METRICS_JSONL
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILES = ("best.pth",)  # last.pth is a training state, not model weights
-EVAL_GLOB = "eval_*.json"
 TIMESTAMP = re.compile(r"\d{8}-\d{6}(-\d+)?")
 
 
@@ -97,20 +94,20 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
         if not path.exists():
             raise ConfigError(f"{path} does not exist; give run folders or folders that hold them")
         if path.is_file():
-            raise ConfigError(f"{path} is a file; give a run folder (the one with {CONFIG_FILE})")
-        if (path / CONFIG_FILE).is_file():
+            raise ConfigError(f"{path} is a file; give a run folder (the one with {CONFIG})")
+        if (path / CONFIG).is_file():
             found.append(path)
             continue
         for root, dirs, files in os.walk(path):
             dirs.sort()
-            if CONFIG_FILE in files:
+            if CONFIG in files:
                 found.append(Path(root))
                 dirs.clear()
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         listed = ", ".join(str(p) for p in paths)
         raise ConfigError(
-            f"no run folders under {listed}: a run folder holds {CONFIG_FILE} and {METRICS_FILE} "
+            f"no run folders under {listed}: a run folder holds {CONFIG} and {METRICS_JSONL} "
             "(written by `ssformer train`)"
         )
     return unique
@@ -128,14 +125,14 @@ def _lookup(config: dict[str, Any], dotted: str) -> Any:
 def _read_config(run: RunRecord) -> None:
     import yaml
 
-    path = run.path / CONFIG_FILE
+    path = run.path / CONFIG
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        run.problems.append(f"{CONFIG_FILE} unreadable ({type(error).__name__}): {error}")
+        run.problems.append(f"{CONFIG} unreadable ({type(error).__name__}): {error}")
         return
     if not isinstance(config, dict):
-        run.problems.append(f"{CONFIG_FILE} is not a mapping of settings")
+        run.problems.append(f"{CONFIG} is not a mapping of settings")
         return
     run.config = config
     for attr, key in (("model", "MODEL.NAME"), ("backbone", "MODEL.BACKBONE")):
@@ -143,12 +140,12 @@ def _read_config(run: RunRecord) -> None:
         if isinstance(value, str) and value:
             setattr(run, attr, value)
         else:
-            run.problems.append(f"{CONFIG_FILE} has no {key}")
+            run.problems.append(f"{CONFIG} has no {key}")
     run.dataset = canonical_dataset(_lookup(config, "DATASET.NAME"))
     root = _lookup(config, "DATASET.ROOT")
     run.dataset_root = str(root) if root else None
     if run.dataset == "unknown":
-        run.problems.append(f"{CONFIG_FILE} has no DATASET.NAME")
+        run.problems.append(f"{CONFIG} has no DATASET.NAME")
     protocol = _lookup(config, "DATASET.PROTOCOL")
     run.protocol = canonical_protocol(protocol if isinstance(protocol, str) else None)
     run.verified_data, run.data_note = verify_run_data(run.dataset_root, protocol, run.dataset)
@@ -206,14 +203,14 @@ def _finite_numbers(values: dict[str, Any]) -> dict[str, float]:
 
 
 def _read_metrics(run: RunRecord) -> None:
-    path = run.path / METRICS_FILE
+    path = run.path / METRICS_JSONL
     if not path.is_file():
-        run.problems.append(f"{METRICS_FILE} is missing (no training log)")
+        run.problems.append(f"{METRICS_JSONL} is missing (no training log)")
         return
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        run.problems.append(f"{METRICS_FILE} unreadable: {error}")
+        run.problems.append(f"{METRICS_JSONL} unreadable: {error}")
         return
     bad = []
     for number, line in enumerate(lines, start=1):
@@ -230,9 +227,9 @@ def _read_metrics(run: RunRecord) -> None:
         run.epochs.append(record)
     if bad:
         shown = ", ".join(str(n) for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        run.problems.append(f"{METRICS_FILE}: {len(bad)} corrupt line(s) skipped (line {shown})")
+        run.problems.append(f"{METRICS_JSONL}: {len(bad)} corrupt line(s) skipped (line {shown})")
     if not run.epochs:
-        run.problems.append(f"{METRICS_FILE} holds no epoch records")
+        run.problems.append(f"{METRICS_JSONL} holds no epoch records")
 
 
 def _read_evals(run: RunRecord) -> None:
@@ -279,7 +276,7 @@ def read_run(path: Path) -> RunRecord:
     _read_config(run)
     _read_metrics(run)
     _read_evals(run)
-    for name in CHECKPOINT_FILES:
+    for name in (BEST,):  # last.pth is a training state, not model weights
         if (path / name).is_file():
             run.checkpoint = path / name
             break

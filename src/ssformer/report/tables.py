@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ssformer.data.layout import PRANET_PROTOCOL
 from ssformer.report.conventions import (
     CONVENTIONS,
     METRICS,
@@ -241,14 +242,7 @@ def _backbone_order(name: str) -> tuple[str, int, str]:
     return (family, int(variant) if variant.isdigit() else 99, name)
 
 
-TEST_SET_ORDER: tuple[str, ...] = (
-    "Kvasir-SEG",
-    "Kvasir",
-    "CVC-ClinicDB",
-    "CVC-ColonDB",
-    "ETIS-LaribPolypDB",
-    "CVC-300",
-)
+TEST_SET_ORDER: tuple[str, ...] = ("Kvasir-SEG", *PRANET_PROTOCOL.test_sets)
 
 
 def _row_order(row: tuple[str, str]) -> tuple[bool, int, str, str, int, str]:
