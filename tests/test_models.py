@@ -70,14 +70,18 @@ def test_any_input_size(name: str) -> None:
     ],
 )
 @pytest.mark.parametrize("training", [False, True])
-def test_decoder_without_concatenation_equals_the_literal_order(
-    name: str, literal: Callable[..., torch.Tensor], training: bool
+@pytest.mark.parametrize("fused", [False, True])
+def test_decoder_paper_and_fused_forms_equal_the_literal_order(
+    name: str, literal: Callable[..., torch.Tensor], training: bool, fused: bool
 ) -> None:
-    """The decoders compute their fusions part by part, 1x1 convs before the resizes and BN
-    folded in eval; logits, BN running statistics and every gradient equal the literal order
-    of the official code (SSFormer) and of the study (SegFormer, its PLD variant)."""
+    """Each decoder in its paper form, and fused (fusions part by part, 1x1 convs before the
+    resizes, BN folded; in eval mode only), gives the logits, BN running statistics and
+    gradients of the literal order of the official code (SSFormer) and of the study
+    (SegFormer, its PLD variant)."""
     torch.manual_seed(0)
     head = build_model(name, "MiT-B0", num_classes=2).decode_head
+    if fused:
+        head.fuse()
     with torch.no_grad():  # non-trivial BN statistics and affine parameters
         for module in head.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -94,6 +98,7 @@ def test_decoder_without_concatenation_equals_the_literal_order(
         torch.randn(2, c, 64 // s, 64 // s)
         for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
     ]
+    assert head.runs_fused == (fused and not training)
     got = head(features, (64, 64))
     expected = literal(reference, features, 64)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
@@ -121,6 +126,27 @@ def test_decoder_without_concatenation_equals_the_literal_order(
             head.named_buffers(), reference.named_buffers(), strict=True
         ):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fuse_keeps_the_logits_and_the_checkpoint(name: str) -> None:
+    """``model.fuse()``: the same logits (within 1e-5 of their scale) on a real-sized input in
+    eval mode, the same state dict (a fused model saves and loads as before), and training
+    (train mode) still runs the paper's form."""
+    torch.manual_seed(0)
+    model = build_model(name, "MiT-B0", num_classes=2).eval()
+    for module in model.modules():  # non-trivial BN statistics, as after training
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    image = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        paper = model(image)
+        keys = list(model.state_dict())
+        fused = model.fuse()(image)
+    assert model.decode_head.runs_fused and list(model.state_dict()) == keys
+    assert float((fused - paper).abs().max()) <= 1e-5 * max(1.0, float(paper.abs().max()))
+    assert not model.train().decode_head.runs_fused
 
 
 # MiT x {PLDSegFormer, SegFormer} are built by test_study_model_size_table below.

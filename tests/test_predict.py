@@ -176,14 +176,14 @@ def test_video_prints_progress_and_fps(tmp_path: Path, capsys: pytest.CaptureFix
 def test_predict_cfg_uses_the_weights_train_cfg_wrote(tmp_path: Path) -> None:
     """The study's kvasir-seg.yaml trains SegFormer, but its TEST section names a PLDSegFormer
     file: ``predict --cfg`` takes the weights ``train --cfg`` of that config wrote."""
-    from ssformer.commands.predict import _config_weights
+    from ssformer.commands.train import config_weights
     from ssformer.config import load_config
     from ssformer.errors import ConfigError
 
     config = load_config("kvasir-seg", ["DATASET.ROOT=data/x", f"SAVE_DIR={tmp_path}"])
     assert config.model.name == "SegFormer" and "PLDSegFormer" in str(config.test.model_path)
     with pytest.raises(ConfigError, match="train first"):
-        _config_weights(config)
+        config_weights(config)
     trained = config.best_checkpoint_path
     trained.write_bytes(b"")
-    assert _config_weights(config) == trained
+    assert config_weights(config) == trained

@@ -126,11 +126,11 @@ def test_export_records_the_weights_size(
 def test_run_eta_uses_the_latest_epoch_and_the_time_limit() -> None:
     import time
 
-    from ssformer.engine.train import _run_eta
+    from ssformer.engine.train_log import run_eta
 
     history = [{"train_time_s": 600.0, "eval_time_s": 0.0}, {"train_time_s": 50, "eval_time_s": 10}]
-    assert _run_eta(history, 3) == "3m00s"  # not the first epoch's cache fill, nor the mean
-    assert _run_eta([], 3) == "" and _run_eta(history, 0) == ""
-    capped = _run_eta(history, 100, deadline=time.monotonic() + 125)
+    assert run_eta(history, 3) == "3m00s"  # not the first epoch's cache fill, nor the mean
+    assert run_eta([], 3) == "" and run_eta(history, 0) == ""
+    capped = run_eta(history, 100, deadline=time.monotonic() + 125)
     assert capped.startswith("2m0") and capped.endswith("(TRAIN.TIME_LIMIT_MIN stops it)")
-    assert _run_eta(history, 2, deadline=time.monotonic() + 3600) == "2m00s"
+    assert run_eta(history, 2, deadline=time.monotonic() + 3600) == "2m00s"

@@ -226,11 +226,10 @@ def previous_run(config: Config) -> PreviousRun | None:
     key that changes the result; the number of epochs, device and folders may differ), or
     ``None``. Runs made with other settings are not this experiment's: they are left alone."""
     from ssformer.engine.resume_rules import check_resumable
-    from ssformer.engine.train import experiment_dir
     from ssformer.engine.training_state import load_training_state
     from ssformer.run_files import LAST, resumable_runs
 
-    for run in reversed(resumable_runs(experiment_dir(config))):
+    for run in reversed(resumable_runs(config.experiment_dir)):
         state = load_training_state(run / LAST)
         try:
             check_resumable(state.get("config") or {}, config, run)

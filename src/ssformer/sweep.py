@@ -52,7 +52,7 @@ class PlannedRun:
     @property
     def experiment_dir(self) -> Path:
         """``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>``, where the engine puts this entry's runs."""
-        return Path(self.config.save_dir) / self.config.run_name
+        return self.config.experiment_dir
 
     @property
     def ledger_path(self) -> Path:

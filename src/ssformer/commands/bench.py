@@ -178,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
     runtimes = [resolve_runtime(source, r) for r in args.runtime or [None]]
     info = exported_info(args.weights) if args.weights is not None else None
     if args.weights is None:
-        build = lambda: build_model(args.name, args.backbone, num_classes=args.classes)  # noqa: E731
+        build = lambda: build_model(args.name, args.backbone, num_classes=args.classes).fuse()  # noqa: E731
     elif info is None:
-        build = lambda: load_model(args.weights)  # noqa: E731
+        build = lambda: load_model(args.weights).fuse()  # noqa: E731
     else:
         build = None
     probe = build() if build is not None else None

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("[5/6] predictions on a few test images", flush=True)
     best = result.best_path or result.last_path
-    model = load_model(best)
+    model = load_model(best).fuse()
     test_images = sorted((split_root / "test" / "images").iterdir())[:PREDICTED_IMAGES]
     from ssformer.engine.runtime import resolve_device
 

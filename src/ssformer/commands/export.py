@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssformer.commands.train import add_config_arguments
+from ssformer.commands.train import add_config_arguments, config_weights
 from ssformer.deploy.formats import EXPORT_FORMATS, PRECISIONS
 
 if TYPE_CHECKING:
@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.cfg, args.overrides)
     weights = args.weights
     if weights is None and config is not None:
-        from ssformer.commands.predict import _config_weights
-
-        weights = _config_weights(config)
+        weights = config_weights(config)
     if weights is None:
         raise ConfigError("give --weights PATH (a checkpoint, or an .onnx export)")
     size = _export_size(weights, args.image_size, config)

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 32:
         raise ConfigError(f"--size must be at least 32, got {args.size}")
-    model = build_model(args.name, args.backbone, num_classes=args.classes)
+    model = build_model(args.name, args.backbone, num_classes=args.classes).fuse()
     params = count_parameters(model)
     backbone_params = count_parameters(model.backbone)
     flops = count_flops(model, size=args.size)

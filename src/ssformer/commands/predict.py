@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ssformer.config import Config
 
-from ssformer.commands.train import add_config_arguments
+from ssformer.commands.train import add_config_arguments, config_weights
 from ssformer.deploy.formats import RUNTIMES
 
 
@@ -125,34 +125,6 @@ def inference_size(
     )
 
 
-def _config_weights(config: Config) -> Path | None:
-    """The weights ``--cfg`` means: the ones ``ssformer train --cfg`` of the same config wrote
-    (``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>.pth``), unless ``TEST.MODEL_PATH`` names a file of
-    this very model. (The study's ``kvasir-seg.yaml`` trains SegFormer but its ``TEST`` section
-    names a PLDSegFormer file.)"""
-    test_path = Path(config.test.model_path) if config.test.model_path else None
-    trained = config.best_checkpoint_path
-    if test_path is not None and test_path.stem == config.run_name:
-        return test_path
-    if trained.is_file():
-        if test_path is not None:
-            print(
-                f"using {trained}, the weights this config trains (TEST.MODEL_PATH={test_path} "
-                "is another model's); --weights PATH chooses others"
-            )
-        return trained
-    if test_path is not None and test_path.is_file():
-        return test_path
-    if test_path is None:
-        return trained
-    from ssformer.errors import ConfigError
-
-    raise ConfigError(
-        f"neither {trained} (the weights `ssformer train --cfg {config.source}` writes) nor "
-        f"TEST.MODEL_PATH={test_path} exists: train first, or give --weights PATH"
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from ssformer.errors import ConfigError
 
@@ -167,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = [Path(config.test.file)]
     if not inputs:
         raise ConfigError("give INPUT files/folders/videos (or --cfg F with TEST.FILE)")
-    weights = args.weights or (_config_weights(config) if config is not None else None)
+    weights = args.weights or (config_weights(config) if config is not None else None)
     if weights is None:
         raise ConfigError("give --weights PATH (or --cfg F with TEST.MODEL_PATH)")
     from ssformer.deploy.runtimes import exported_info, resolve_runtime

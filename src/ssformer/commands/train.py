@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ssformer.config import Config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -106,3 +110,31 @@ def run(args: argparse.Namespace) -> int:
         f"(epoch {result.best_epoch})"
     )
     return 0
+
+
+def config_weights(config: Config) -> Path | None:
+    """The weights ``--cfg`` means: the ones ``ssformer train --cfg`` of the same config wrote
+    (``SAVE_DIR/<NAME>_<BACKBONE>_<DATASET>.pth``), unless ``TEST.MODEL_PATH`` names a file of
+    this very model. (The study's ``kvasir-seg.yaml`` trains SegFormer but its ``TEST`` section
+    names a PLDSegFormer file.)"""
+    test_path = Path(config.test.model_path) if config.test.model_path else None
+    trained = config.best_checkpoint_path
+    if test_path is not None and test_path.stem == config.run_name:
+        return test_path
+    if trained.is_file():
+        if test_path is not None:
+            print(
+                f"using {trained}, the weights this config trains (TEST.MODEL_PATH={test_path} "
+                "is another model's); --weights PATH chooses others"
+            )
+        return trained
+    if test_path is not None and test_path.is_file():
+        return test_path
+    if test_path is None:
+        return trained
+    from ssformer.errors import ConfigError
+
+    raise ConfigError(
+        f"neither {trained} (the weights `ssformer train --cfg {config.source}` writes) nor "
+        f"TEST.MODEL_PATH={test_path} exists: train first, or give --weights PATH"
+    )

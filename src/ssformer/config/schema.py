@@ -208,6 +208,11 @@ class Config:
         return f"{self.model.name}_{self.model.backbone}_{self.dataset.name}"
 
     @property
+    def experiment_dir(self) -> Path:
+        """``SAVE_DIR/<run_name>``: the folder holding this model's run folders."""
+        return Path(self.save_dir) / self.run_name
+
+    @property
     def best_checkpoint_path(self) -> Path:
         """Where training writes the best model: ``SAVE_DIR/<run_name>.pth`` (the study's)."""
         return Path(self.save_dir) / f"{self.run_name}.pth"

@@ -19,7 +19,13 @@ from torch import nn
 from ssformer.engine.distributed import DistContext, broadcast_object, reduce_sum
 from ssformer.errors import DataError, SSFormerError
 
-__all__ = ["EpochStats", "NonFiniteLossError", "StepCallback", "train_one_epoch"]
+__all__ = [
+    "EpochStats",
+    "NonFiniteLossError",
+    "StepCallback",
+    "check_weights_finite",
+    "train_one_epoch",
+]
 
 StepCallback = Callable[[int, int], None]
 """Called as ``callback(epoch, step)`` after every optimiser step (both 1-based)."""
@@ -177,3 +183,14 @@ def _stop_reason(
     if deadline is not None and broadcast_object(ctx, time.monotonic() >= deadline):
         return "TRAIN.TIME_LIMIT_MIN reached"
     return None
+
+
+def check_weights_finite(model: nn.Module, epoch: int, stats: EpochStats) -> None:
+    """:class:`NonFiniteLossError` when the epoch's last optimiser step left non-finite weights
+    (its loss was finite, so the per-step check could not see it)."""
+    if all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return
+    raise NonFiniteLossError(
+        f"the weights became NaN or infinite in the last optimiser step of epoch {epoch} (mean "
+        f"loss {stats.loss:.4g}, learning rate {stats.last_lr:.3g}): the training diverged"
+    )

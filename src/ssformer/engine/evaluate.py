@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,7 +54,9 @@ __all__ = [
     "TRAINING_METRICS",
     "EvalOutput",
     "evaluate",
+    "evaluate_sets",
     "format_metrics_table",
+    "mean_over_sets",
     "polyp_probability",
     "predict_probability",
     "run_evaluation",
@@ -282,6 +285,45 @@ def format_metrics_table(results: dict[str, float], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def evaluate_sets(
+    model: nn.Module,
+    datasets: dict[str, Any],
+    device: torch.device,
+    *,
+    metrics: Sequence[str] | None,
+    msf: MSFConfig | None,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    batch_size: int,
+    workers: int,
+) -> dict[str, EvalOutput]:
+    """:func:`evaluate` on each named dataset with the same settings (training's validation
+    and its final test scoring)."""
+    return {
+        name: evaluate(
+            model,
+            dataset,
+            device,
+            metrics=metrics,
+            msf=msf,
+            amp_dtype=amp_dtype,
+            channels_last=channels_last,
+            description=name,
+            batch_size=batch_size,
+            workers=workers,
+        )
+        for name, dataset in datasets.items()
+    }
+
+
+def mean_over_sets(outputs: dict[str, EvalOutput]) -> dict[str, float]:
+    """Each metric's mean over the evaluated sets (the one set's own metrics when alone)."""
+    if len(outputs) == 1:
+        return dict(next(iter(outputs.values())).metrics)
+    keys = next(iter(outputs.values())).metrics.keys()
+    return {k: float(np.mean([o.metrics[k] for o in outputs.values()])) for k in keys}
+
+
 def write_eval_json(
     path: Path,
     *,
@@ -352,7 +394,7 @@ def _evaluation_model(
             torch.device("cpu")
         )
     device = resolve_device(config.device)
-    model = load_model(path, config).to(device).eval()
+    model = load_model(path, config).fuse().to(device).eval()
     if compile:
         from ssformer.engine.compiled import compile_for_inference
 

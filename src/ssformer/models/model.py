@@ -36,6 +36,14 @@ class SegmentationModel(nn.Module):
         features = self.backbone(x)
         return self.decode_head(features, (x.shape[-2], x.shape[-1]))
 
+    def fuse(self) -> SegmentationModel:
+        """Run the decoder in its fused form whenever in eval mode (same logits up to float
+        rounding, fewer FLOPs; see :mod:`ssformer.models.heads`): the inference step that
+        ``val``, ``predict``, ``export`` and ``bench`` take. Training is unaffected. Returns
+        self."""
+        self.decode_head.fuse()
+        return self
+
     def extra_repr(self) -> str:
         return f"name={self.name}, backbone={self.backbone_name}, num_classes={self.num_classes}"
 

@@ -146,7 +146,7 @@ DATASET_ALIASES: dict[str, str] = {
     "synthetic": "synthetic",
 }
 
-HEADS: dict[str, str] = {"SSFormer": "PLD", "PLDSegFormer": "PLD", "SegFormer": "SeD"}
+HEAD_FAMILIES: dict[str, str] = {"SSFormer": "PLD", "PLDSegFormer": "PLD", "SegFormer": "SeD"}
 
 
 def canonical_protocol(name: str | None) -> str:
@@ -180,7 +180,7 @@ def canonical_test_set(name: str | None, protocol: str) -> str:
 
 def head_of(model: str) -> str:
     """Decoder family of a model name: ``PLD`` or ``SeD``; the name itself when unknown."""
-    return HEADS.get(model, model)
+    return HEAD_FAMILIES.get(model, model)
 
 
 STATUSES: tuple[str, ...] = ("published", "withdrawn")

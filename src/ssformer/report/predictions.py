@@ -159,7 +159,7 @@ def write_predictions_png(
     except SSFormerError as error:
         raise PredictionsUnavailable(f"test data unusable: {error}") from error
     try:
-        model = model_from_checkpoint(run.checkpoint)
+        model = model_from_checkpoint(run.checkpoint).fuse()
     except SSFormerError as error:
         raise PredictionsUnavailable(f"{run.checkpoint.name} unusable: {error}") from error
     predictor = Predictor(model, _config_size(run), torch.device(device))
