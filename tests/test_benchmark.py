@@ -29,9 +29,10 @@ def test_flops_count_a_multiply_add_as_two() -> None:
 
 def test_pld_saves_the_flops_of_the_fusions_it_moves_before_the_resizes() -> None:
     """Official order: three 1x1 fusions of 2w -> w channels on the c1 grid (N pixels),
-    12 w^2 N FLOPs. Ours: 2 w^2 N (1/64 + 1/16 + 1 + 1/4 + 2), the rest is identical."""
+    12 w^2 N FLOPs. Fused (`model.fuse()`): 2 w^2 N (1/64 + 1/16 + 1 + 1/4 + 2), the rest
+    is identical."""
     torch.manual_seed(0)
-    head = build_model("SSFormer", "MiT-B0").decode_head.eval()
+    head = build_model("SSFormer", "MiT-B0").fuse().decode_head.eval()
     features = [
         torch.randn(1, c, 64 // s, 64 // s)
         for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
@@ -53,7 +54,7 @@ def test_pld_saves_the_flops_of_the_fusions_it_moves_before_the_resizes() -> Non
 def test_info_prints_parameters_flops_and_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "SSFormer", "--backbone", "MiT-B0", "--size", "64"]) == 0
     out = capsys.readouterr().out
-    model = build_model("SSFormer", "MiT-B0")
+    model = build_model("SSFormer", "MiT-B0").fuse()  # ssformer info counts the fused form
     assert f"parameters  {count_parameters(model):,} " in out
     assert f"FLOPs       {count_flops(model, size=64) / 1e9:.2f} G at 64x64" in out
     assert f"weights     {state_dict_megabytes(model):.2f} MB" in out
