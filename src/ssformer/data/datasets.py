@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ssformer.data.cache import CACHE_DIR_NAME, RESIZE_RULES, PairCache
-from ssformer.data.decode import decode_mask, read_image_size
+from ssformer.data.decode import decode_mask_grey, read_image_size
 from ssformer.data.layout import image_files
 from ssformer.data.transforms import build_eval_transform
 from ssformer.errors import DataError
@@ -141,8 +141,9 @@ class PolypDataset(torch.utils.data.Dataset):
         return read_image_size(self.pairs[index][0])
 
     def original_mask(self, index: int) -> np.ndarray:
-        """Full-resolution ground truth, bool ``[h, w]`` (grey value > 128)."""
-        return decode_mask(self.pairs[index][1])
+        """The original mask's grey pixels, uint8 ``[H, W]``, as every evaluation dataset gives
+        them (each metric convention takes its own GT rule from them: > 128, or == 255)."""
+        return decode_mask_grey(self.pairs[index][1])
 
     def __repr__(self) -> str:
         return (

@@ -26,6 +26,7 @@ All three normalise with the ImageNet mean and std after dividing by 255.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,55 @@ from ssformer.errors import ConfigError, DataError
 from ssformer.registry import EVAL_RECIPES
 
 __all__ = [
+    "RECIPES",
+    "Recipe",
     "RecipeEvalDataset",
+    "recipe_named",
     "toolbox_map",
 ]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One evaluation pipeline (``EVAL.RECIPE``), as the rest of the package asks about it.
+
+    ``aspect_kept``: the input keeps each image's aspect ratio (shorter side to the size, sides
+    up to multiples of 32; the study's), else every input is resized to the size itself.
+    ``scores_saved_map``: the per-image scores are read from the 8-bit map PraNet saves
+    (:func:`toolbox_map`), not from the float probability.
+    """
+
+    name: str
+    aspect_kept: bool = False
+    scores_saved_map: bool = False
+
+    def input_size(
+        self, image_height: int, image_width: int, size: tuple[int, int]
+    ) -> tuple[int, int]:
+        """``(h, w)`` of the model input for an image of this size at ``EVAL.IMAGE_SIZE``."""
+        if not self.aspect_kept:
+            return size
+        return study_eval_size(image_height, image_width, size[0])[1]
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe("study", aspect_kept=True),
+        Recipe("official"),
+        Recipe("pranet-toolbox", scores_saved_map=True),
+    )
+}
+"""The pipelines of :data:`ssformer.registry.EVAL_RECIPES`."""
+
+
+def recipe_named(name: str | Recipe) -> Recipe:
+    """The recipe called ``name`` (a :class:`Recipe` is returned as it is)."""
+    if isinstance(name, Recipe):
+        return name
+    if name not in RECIPES:
+        raise ConfigError(f"EVAL.RECIPE={name!r} is not one of {', '.join(EVAL_RECIPES)}")
+    return RECIPES[name]
 
 
 def _as_chw(array: np.ndarray) -> torch.Tensor:
@@ -79,16 +126,14 @@ class RecipeEvalDataset(Dataset):
 
     Items: ``image`` (normalised float32 ``[3, h, w]``: the model input), ``mask`` (float32
     ``[1, h, w]`` 0/1 at the input size: the pooled 2-class label of the recipe) and ``index``.
-    ``original_mask(index)`` gives the original mask's grey pixels (uint8). Under ``study``
-    the input size follows each image's aspect ratio, so batches hold one size only (see
-    :meth:`input_size`).
+    ``original_mask(index)`` gives the original mask's grey pixels (uint8). Under an
+    aspect-kept recipe the input size follows each image's aspect ratio, so batches hold one
+    size only (see :meth:`input_size`).
     """
 
-    def __init__(self, root: Path, recipe: str, image_size: tuple[int, int]) -> None:
-        if recipe not in EVAL_RECIPES:
-            raise ConfigError(f"EVAL.RECIPE={recipe!r} is not one of {', '.join(EVAL_RECIPES)}")
+    def __init__(self, root: Path, recipe: str | Recipe, image_size: tuple[int, int]) -> None:
         self.root = Path(root)
-        self.recipe = recipe
+        self.recipe = recipe_named(recipe)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.pairs = find_pairs(self.root)
         self.names: list[str] = [image.stem for image, _ in self.pairs]
@@ -98,14 +143,14 @@ class RecipeEvalDataset(Dataset):
 
     def input_size(self, index: int) -> tuple[int, int]:
         """``(h, w)`` of item ``index``'s model input (read from the image header)."""
-        if self.recipe != "study":
+        if not self.recipe.aspect_kept:
             return self.image_size
         height, width = read_image_size(self.pairs[index][0])
-        return study_eval_size(height, width, self.image_size[0])[1]
+        return self.recipe.input_size(height, width, self.image_size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, mask_path = self.pairs[index]
-        if self.recipe == "study":
+        if self.recipe.aspect_kept:
             image, mask = self._study_item(image_path, mask_path)
         else:
             image, mask = self._official_item(image_path, mask_path)
@@ -135,4 +180,4 @@ class RecipeEvalDataset(Dataset):
         return np.array(decode_mask_grey(self.pairs[index][1]))
 
     def __repr__(self) -> str:
-        return f"RecipeEvalDataset(root={str(self.root)!r}, recipe={self.recipe!r}, n={len(self)})"
+        return f"RecipeEvalDataset(root={str(self.root)!r}, recipe={self.recipe.name!r}, n={len(self)})"

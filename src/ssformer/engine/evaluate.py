@@ -231,7 +231,8 @@ def evaluate(
     base, indices = innermost(dataset)  # items carry the index into the innermost dataset
     position = {index: place for place, index in enumerate(indices)}
     names = list(getattr(base, "names", []))
-    toolbox = getattr(base, "recipe", None) == "pranet-toolbox"
+    recipe = getattr(base, "recipe", None)  # a RecipeEvalDataset's; training's cached sets: none
+    toolbox = recipe is not None and recipe.scores_saved_map
     needs = (pooled, per_image_wanted, save_maps is not None)
     per_image: list[dict[str, Any]] = []
     batches: Iterable[dict[str, Any]] = _loader(dataset, batch_size, workers)

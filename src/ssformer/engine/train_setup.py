@@ -128,7 +128,7 @@ def training_loader(
 
 
 def model_on_device(config: Config, ctx: DistContext) -> nn.Module:
-    model = model_from_config(config).fuse().to(ctx.device)  # validation in the fused form
+    model = model_from_config(config).fuse().to(ctx.device)  # trained in the fused form
     if ctx.enabled and config.train.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config.train.channels_last:

@@ -12,11 +12,12 @@
 
 Each head's ``forward`` is written as its paper and its original code are: resize, concatenate,
 then convolve, with plain modules whose names are the checkpoints' keys. :meth:`DecoderHead.fuse`
-switches a head (in eval mode) to its fused form: the same function with each 1x1 conv over a
-concatenation split into one conv per part (no concatenation is built), each part's conv run
-before the resize it commutes with (at the lower resolution), and BatchNorm folded into the
-conv. It gives the same logits up to float rounding (tested to 1e-5) at fewer FLOPs; ``val``,
-``predict``, ``export``, ``bench`` and validation during training use it.
+switches a head to its fused form: the same function with each 1x1 conv over a concatenation
+split into one conv per part (no concatenation is built) and each part's conv run before the
+resize it commutes with (at the lower resolution); in eval mode BatchNorm is also folded into
+the conv. It gives the same logits, BN statistics and gradients up to float rounding (tested:
+logits to 1e-5) at fewer FLOPs, forward and backward; training, ``val``, ``predict``,
+``export``, ``bench`` and ``info`` use it.
 
 Every head's ``forward(features, out_size)`` returns logits of spatial size ``out_size``, and
 every head class says what the rest of the package needs of it, so that adding a decoder is one
@@ -114,22 +115,22 @@ class LocalEmphasis(nn.Module):
 
 
 class DecoderHead(nn.Module):
-    """A decoder: ``forward`` in the paper's form; :meth:`fuse` for the fused form in eval mode."""
+    """A decoder: ``forward`` in the paper's form; after :meth:`fuse`, the fused form."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fused = False
 
     def fuse(self) -> DecoderHead:
-        """From now on compute the fused form whenever in eval mode (training, in train mode,
-        always runs the paper's form, so a fused model can still be trained). Returns self."""
+        """From now on compute the fused form (in train and eval mode; BatchNorm folded in eval
+        mode only, so a fused model trains as the paper's). Returns self."""
         self.fused = True
         return self
 
     @property
     def runs_fused(self) -> bool:
-        """Whether this call computes the fused form."""
-        return self.fused and not self.training
+        """Whether a call computes the fused form."""
+        return self.fused
 
     def fused_forward(
         self, features: Sequence[torch.Tensor], out_size: tuple[int, int]

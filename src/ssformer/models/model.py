@@ -37,10 +37,10 @@ class SegmentationModel(nn.Module):
         return self.decode_head(features, (x.shape[-2], x.shape[-1]))
 
     def fuse(self) -> SegmentationModel:
-        """Run the decoder in its fused form whenever in eval mode (same logits up to float
-        rounding, fewer FLOPs; see :mod:`ssformer.models.heads`): the inference step that
-        ``val``, ``predict``, ``export`` and ``bench`` take. Training is unaffected. Returns
-        self."""
+        """Run the decoder in its fused form (same logits, BN statistics and gradients up to
+        float rounding, fewer FLOPs; see :mod:`ssformer.models.heads`): the step that training,
+        ``val``, ``predict``, ``export``, ``bench`` and ``info`` take after building a model.
+        The state dict is unchanged. Returns self."""
         self.decode_head.fuse()
         return self
 
