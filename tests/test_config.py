@@ -20,7 +20,7 @@ from ssformer.config import (
     resolve_config_path,
     save_config,
 )
-from ssformer.engine.runtime import resolve_device
+from ssformer.engine.execution import resolve_device
 from ssformer.errors import ConfigError
 from ssformer.registry import BACKBONES, MODEL_NAMES
 

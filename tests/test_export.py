@@ -18,11 +18,11 @@ from ssformer.cli import main
 from ssformer.config import load_config
 from ssformer.data.synthetic import generate_synthetic_dataset
 from ssformer.deploy.check import FP32_LIMIT, max_logit_difference, require_fp32_parity
+from ssformer.deploy.export import output_path
 from ssformer.deploy.runtimes import open_export, resolve_runtime
 from ssformer.deploy.sessions import ExportedModel, runtime_label
 from ssformer.deploy.sidecar import ExportInfo, read_sidecar, sidecar_path, write_sidecar
 from ssformer.engine.evaluate import polyp_probability, run_evaluation
-from ssformer.engine.export import output_path
 from ssformer.engine.predict import Predictor
 from ssformer.errors import ExportError
 from ssformer.io.digest import sha256_file

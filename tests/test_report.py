@@ -15,8 +15,8 @@ from ssformer.cli import main
 from ssformer.data.split import split_dataset
 from ssformer.errors import ConfigError
 from ssformer.report import build_report
-from ssformer.report.conventions import CONVENTIONS, find_published, load_published
 from ssformer.report.predictions import choose_samples
+from ssformer.report.published_conventions import CONVENTIONS, find_published, load_published
 
 # Our test numbers (mIoU_2cls, mDice_2cls are x100 as ssformer.metrics writes them).
 OURS = {

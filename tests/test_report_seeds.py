@@ -15,8 +15,8 @@ import yaml
 from test_report import STUDY, kvasir_split, read_csv, write_run  # noqa: F401 (fixture)
 
 from ssformer.cli import main
-from ssformer.report.conventions import load_published
 from ssformer.report.error_bars import error_bars
+from ssformer.report.published_conventions import load_published
 from ssformer.report.runs import read_runs
 from ssformer.report.statistics import bootstrap_interval
 from ssformer.report.tables import build_sections, compare_runs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ssformer.errors import ConfigError
-from ssformer.report.conventions import (
+from ssformer.report.published_conventions import (
     SOURCE_NAMES,
     find_published,
     load_published,

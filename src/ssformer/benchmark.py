@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssformer.engine.execution import autocast_dtype
 from ssformer.engine.optim import fused_adamw_available
-from ssformer.engine.runtime import autocast_dtype
 from ssformer.image_size import PAPER_SIDE
 
 __all__ = [

@@ -353,7 +353,7 @@ def estimate_costs(plan: Sequence[PlannedRun], repeats: int = 3) -> dict[str, Co
     device and precision (the CPU when its CUDA device is not here), and every entry's step is
     that time scaled by its forward FLOPs (counted on the meta device) and its batch."""
     from ssformer import benchmark
-    from ssformer.engine.runtime import config_autocast_dtype, resolve_device
+    from ssformer.engine.execution import config_autocast_dtype, resolve_device
     from ssformer.errors import ConfigError
     from ssformer.models import build_model
 

@@ -86,7 +86,7 @@ def _row(result: BenchResult, mode: str, channels_last: str, compiled: str) -> s
 def _precisions(args: argparse.Namespace, device: torch.device) -> list[tuple[bool, str | None]]:
     """fp32 and the AMP precisions that differ from it on ``device`` (fp16 AMP runs in fp32 on
     a CPU, so it is not timed twice)."""
-    from ssformer.engine.runtime import autocast_dtype
+    from ssformer.engine.execution import autocast_dtype
 
     precisions: list[tuple[bool, str | None]] = [(False, None)]
     seen = set()
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ssformer.deploy.runtimes import exported_info, resolve_runtime
-    from ssformer.engine.runtime import resolve_device
+    from ssformer.engine.execution import resolve_device
     from ssformer.errors import ConfigError
     from ssformer.models import build_model, load_model
 

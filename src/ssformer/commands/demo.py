@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     best = result.best_path or result.last_path
     model = load_model(best).fuse()
     test_images = sorted((split_root / "test" / "images").iterdir())[:PREDICTED_IMAGES]
-    from ssformer.engine.runtime import resolve_device
+    from ssformer.engine.execution import resolve_device
 
     predictor = Predictor(model, tuple(config.test.image_size), resolve_device(config.device))
     predictions = predict_paths(

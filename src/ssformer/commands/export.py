@@ -1,5 +1,5 @@
 """``ssformer export``: a checkpoint to ONNX or OpenVINO for CPU inference (see
-:mod:`ssformer.engine.export`).
+:mod:`ssformer.deploy.export`).
 
 ``ssformer export --weights W --format onnx|openvino [--precision fp32|bf16|int8] [--out PATH]
 [--image-size H W] [--static] [--calibration DIR] [--cfg F]``. The export is checked against
@@ -18,7 +18,7 @@ from ssformer.deploy.formats import EXPORT_FORMATS, PRECISIONS
 
 if TYPE_CHECKING:
     from ssformer.config import Config
-    from ssformer.engine.export import ExportResult
+    from ssformer.deploy.export import ExportResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --weights PATH (a checkpoint, or an .onnx export)")
     size = _export_size(weights, args.image_size, config)
 
-    from ssformer.engine.export import export_model_file
+    from ssformer.deploy.export import export_model_file
 
     result = export_model_file(
         weights,

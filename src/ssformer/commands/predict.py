@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ssformer.deploy.runtimes import load_inference_model
     from ssformer.deploy.sessions import ExportedModel, runtime_label
+    from ssformer.engine.execution import resolve_device
     from ssformer.engine.predict import Predictor, predict_paths
-    from ssformer.engine.runtime import resolve_device
 
     device = resolve_device(args.device or (config.device if config is not None else "auto"))
     model = load_inference_model(weights, runtime, config, image_size=size)

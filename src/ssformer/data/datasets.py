@@ -143,7 +143,7 @@ class PolypDataset(torch.utils.data.Dataset):
     def original_mask(self, index: int) -> np.ndarray:
         """The original mask's grey pixels, uint8 ``[H, W]``, as every evaluation dataset gives
         them (each metric convention takes its own GT rule from them: > 128, or == 255)."""
-        return decode_mask_grey(self.pairs[index][1])
+        return np.array(decode_mask_grey(self.pairs[index][1]))
 
     def __repr__(self) -> str:
         return (

@@ -38,7 +38,7 @@ from ssformer.data.protocols import build_datasets
 from ssformer.data.recipes import toolbox_map
 from ssformer.deploy.runtimes import load_inference_model, resolve_runtime
 from ssformer.deploy.sessions import runtime_label
-from ssformer.engine.runtime import resolve_device, resolve_workers
+from ssformer.engine.execution import resolve_device, resolve_workers
 from ssformer.engine.saved_maps import MapFolder, map_folders
 from ssformer.errors import ExportError, SSFormerError
 from ssformer.io.atomic import write_text_atomic

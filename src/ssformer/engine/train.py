@@ -55,6 +55,12 @@ from ssformer.engine.evaluate import (
     NonFiniteOutputError,
     write_eval_json,
 )
+from ssformer.engine.execution import (
+    config_autocast_dtype,
+    resolve_device,
+    resolve_workers,
+    seed_everything,
+)
 from ssformer.engine.optim import (
     current_lr,
 )
@@ -66,12 +72,6 @@ from ssformer.engine.run_folder import (
     require_run_folder,
 )
 from ssformer.engine.runlog import NullLogger, RunLogger
-from ssformer.engine.runtime import (
-    config_autocast_dtype,
-    resolve_device,
-    resolve_workers,
-    seed_everything,
-)
 from ssformer.engine.selection import evaluate_with_run_settings, selection_metric, validate
 from ssformer.engine.study_weights import publish_best, where_weights_are
 from ssformer.engine.train_log import (

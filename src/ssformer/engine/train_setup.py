@@ -22,6 +22,7 @@ from ssformer.data.datasets import innermost
 from ssformer.data.protocols import ProtocolData, build_datasets
 from ssformer.data.study_augment import STUDY_AUGMENT_VERSION
 from ssformer.engine.distributed import DistContext, broadcast_object
+from ssformer.engine.execution import resolve_workers, seed_everything, seed_worker
 from ssformer.engine.optim import (
     build_optimizer,
     build_scheduler_from_config,
@@ -30,7 +31,6 @@ from ssformer.engine.optim import (
 )
 from ssformer.engine.resume_rules import config_changes
 from ssformer.engine.runlog import NullLogger, RunLogger
-from ssformer.engine.runtime import resolve_workers, seed_everything, seed_worker
 from ssformer.engine.study_weights import publish_best
 from ssformer.engine.training_state import TrainingState
 from ssformer.errors import DataError

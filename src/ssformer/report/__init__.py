@@ -2,7 +2,7 @@
 
 :func:`build_report` reads run folders (see :mod:`ssformer.report.runs` for the files it
 reads), compares each test number with the published number of the same protocol and metric
-convention (:mod:`ssformer.report.conventions` holds the mapping table), and writes into the
+convention (:mod:`ssformer.report.published_conventions` holds the mapping table), and writes into the
 output folder:
 
 - ``results.md``, ``results.csv``, ``results.png``: the table, laid out like the reproduction
@@ -22,10 +22,10 @@ from pathlib import Path
 
 from ssformer.io.atomic import copy_file_atomic, write_text_atomic
 from ssformer.io.fresh import fresh_file, fresh_folder
-from ssformer.report.conventions import load_published, withdrawn_note
 from ssformer.report.curves import write_curves_png
 from ssformer.report.model_sizes import size_rows, write_model_sizes
 from ssformer.report.predictions import PredictionsUnavailable, write_predictions_png
+from ssformer.report.published_conventions import load_published, withdrawn_note
 from ssformer.report.results import (
     FLAG,
     conventions_markdown,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssformer.io.atomic import write_text_atomic
-from ssformer.report.conventions import head_of, reference_path
 from ssformer.report.grid import Block, Cell, render_blocks
+from ssformer.report.published_conventions import head_of, reference_path
 from ssformer.report.tables import DASH
 
 STUDY_MODELS: tuple[str, ...] = ("PLDSegFormer", "SegFormer")

@@ -11,9 +11,9 @@ import csv
 import io
 from pathlib import Path
 
-from ssformer.report.conventions import CONVENTIONS, METRICS, SOURCE_NAMES
 from ssformer.report.error_bars import error_bars
 from ssformer.report.grid import Block, Cell, render_blocks
+from ssformer.report.published_conventions import CONVENTIONS, METRICS, SOURCE_NAMES
 from ssformer.report.runs import RunRecord
 from ssformer.report.statistics import DEFAULT_RESAMPLES, DEFAULT_SEED
 from ssformer.report.tables import (

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ssformer.errors import ConfigError
-from ssformer.report.conventions import (
+from ssformer.report.published_conventions import (
     canonical_dataset,
     canonical_protocol,
     canonical_test_set,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ssformer.data.layout import PRANET_PROTOCOL
-from ssformer.report.conventions import (
+from ssformer.report.published_conventions import (
     CONVENTIONS,
     METRICS,
     SOURCE_NAMES,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ssformer.deploy.calibration import CalibrationSet, calibration_set, mask_dice
 from ssformer.deploy.check import (
     check_inputs,
     check_record,
@@ -54,7 +55,6 @@ from ssformer.deploy.sidecar import (
     sidecar_path,
     write_sidecar,
 )
-from ssformer.engine.calibration import CalibrationSet, calibration_set, mask_dice
 from ssformer.errors import ExportError
 from ssformer.image_size import PAPER_SIZE
 from ssformer.io.digest import sha256_file
