@@ -71,13 +71,16 @@ def main() -> None:
         fused.fuse()
         times: dict[str, list[float]] = {"paper": [], "fused": []}
         with torch.no_grad():
-            difference = float((paper(image) - fused(image)).abs().max())
+            reference = paper(image)
+            difference = float((reference - fused(image)).abs().max())
+            scale = float(reference.abs().max())
             for _ in range(args.rounds):
                 times["paper"].append(seconds_of(paper, image, args.repeats))
                 times["fused"].append(seconds_of(fused, image, args.repeats))
         medians = {form: statistics.median(values) for form, values in times.items()}
         print(
-            f"{name} on {backbone} at {args.size} px: max |logits diff| {difference:.2e}; "
+            f"{name} on {backbone} at {args.size} px: max |logits diff| {difference:.2e} "
+            f"(logits up to {scale:.3g}); "
             + "; ".join(
                 f"{form} min {min(times[form]) * 1e3:.1f} ms, median {medians[form] * 1e3:.1f} ms"
                 for form in times
