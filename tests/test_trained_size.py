@@ -132,5 +132,5 @@ def test_run_eta_uses_the_latest_epoch_and_the_time_limit() -> None:
     assert run_eta(history, 3) == "3m00s"  # not the first epoch's cache fill, nor the mean
     assert run_eta([], 3) == "" and run_eta(history, 0) == ""
     capped = run_eta(history, 100, deadline=time.monotonic() + 125)
-    assert capped.startswith("2m0") and capped.endswith("(TRAIN.TIME_LIMIT_MIN stops it)")
+    assert capped.startswith("2m0") and capped.endswith(", TRAIN.TIME_LIMIT_MIN stops it")
     assert run_eta(history, 2, deadline=time.monotonic() + 3600) == "2m00s"

@@ -96,7 +96,7 @@ def run_eta(history: list[dict[str, Any]], epochs_left: int, deadline: float | N
     seconds = (latest.get("train_time_s", 0.0) + latest.get("eval_time_s", 0.0)) * epochs_left
     limit = ""
     if deadline is not None and deadline - time.monotonic() < seconds:
-        seconds, limit = max(deadline - time.monotonic(), 0.0), " (TRAIN.TIME_LIMIT_MIN stops it)"
+        seconds, limit = max(deadline - time.monotonic(), 0.0), ", TRAIN.TIME_LIMIT_MIN stops it"
     hours, rest = divmod(int(seconds), 3600)
     text = f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
     return text + limit
