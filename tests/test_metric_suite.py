@@ -393,11 +393,20 @@ def test_cuda_matches_cpu() -> None:
 
 
 def test_the_registry_names_every_metric_the_evaluator_computes() -> None:
-    """EVAL.METRICS is validated from ssformer.registry (no torch at config time)."""
-    from ssformer.metrics import METRIC_CONVENTIONS
-    from ssformer.registry import METRIC_NAMES, TRAINING_METRIC_NAMES
+    """EVAL.METRICS is validated from ssformer.registry (no torch at config time): the evaluator
+    computes exactly the registered metrics, each with its convention text."""
+    from ssformer.metrics import SegmentationEvaluator
+    from ssformer.registry import METRIC_CONVENTIONS, METRIC_NAMES, TRAINING_METRIC_NAMES
 
-    assert tuple(METRIC_CONVENTIONS) == METRIC_NAMES
+    generator = torch.Generator().manual_seed(0)
+    prob = torch.rand(24, 32, generator=generator, dtype=torch.float64)
+    gt = torch.zeros(24, 32, dtype=torch.bool)
+    gt[6:18, 8:20] = True
+    evaluator = SegmentationEvaluator()
+    evaluator.update(prob, gt)
+    evaluator.update_pooled(prob > 0.5, gt)
+    assert tuple(evaluator.compute()) == METRIC_NAMES
+    assert all(METRIC_CONVENTIONS[name] for name in METRIC_NAMES)
     assert set(TRAINING_METRIC_NAMES) <= set(METRIC_NAMES)
 
 
