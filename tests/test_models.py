@@ -98,7 +98,7 @@ def test_decoder_paper_and_fused_forms_equal_the_literal_order(
         torch.randn(2, c, 64 // s, 64 // s)
         for c, s in zip((32, 64, 160, 256), (4, 8, 16, 32), strict=True)
     ]
-    assert head.runs_fused == fused
+    assert head.fused == fused
     got = head(features, (64, 64))
     expected = literal(reference, features, 64)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
@@ -143,7 +143,7 @@ def test_fuse_keeps_the_logits_and_the_checkpoint(name: str) -> None:
         paper = model(image)
         keys = list(model.state_dict())
         fused = model.fuse()(image)
-    assert model.decode_head.runs_fused and list(model.state_dict()) == keys
+    assert model.decode_head.fused and list(model.state_dict()) == keys
     assert float((fused - paper).abs().max()) <= 1e-5 * max(1.0, float(paper.abs().max()))
 
 

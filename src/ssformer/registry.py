@@ -45,6 +45,8 @@ __all__ = [
     "PRESETS",
     "PROTOCOLS",
     "SCHEDULERS",
+    "STUDY_SPLIT_RATIO",
+    "STUDY_SPLIT_SEED",
     "STUDY_WEIGHT_FOLDERS",
     "WEIGHT_NAMES",
     "BackboneSpec",
@@ -133,6 +135,10 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_default", "sgd", "adamw_official"
 SCHEDULERS: tuple[str, ...] = ("plrd", "warmuppolylr", "warmup_step", "constant")
 AUGMENTS: tuple[str, ...] = ("study", "official")
 PROTOCOLS: tuple[str, ...] = ("split", "pranet")
+STUDY_SPLIT_RATIO: tuple[float, float, float] = (0.8, 0.1, 0.1)
+STUDY_SPLIT_SEED = 1337
+"""The reproduction study's split: ``splitfolders.ratio(..., seed=1337, ratio=(.8, .1, .1))``,
+the ``split`` protocol's default and the published data sets' verified split."""
 EVAL_RECIPES: tuple[str, ...] = ("study", "official", "pranet-toolbox")
 """Evaluation pipelines (``EVAL.RECIPE``), each that of an original: the reproduction study's
 ``semseg`` val, the official SSFormer ``test.py``, PraNet's saved 8-bit maps read by its

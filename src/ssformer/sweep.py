@@ -34,6 +34,7 @@ from ssformer import run_files
 from ssformer.config.fingerprint import describe_changes, result_settings
 from ssformer.errors import ConfigError
 from ssformer.io.atomic import write_text_atomic
+from ssformer.registry import STUDY_SPLIT_RATIO
 
 if TYPE_CHECKING:
     from ssformer.config import Config
@@ -295,13 +296,14 @@ def _published_train_images(config: Config) -> int | None:
     part of Kvasir-SEG's 1000 or CVC-ClinicDB's 612 frames (split-folders' 800 and 489), or
     PraNet's TrainDataset less the validation part; ``None`` for other data."""
     from ssformer.data.layout import CVC_CLINICDB, KVASIR_SEG, PRANET
+    from ssformer.data.split import split_indices
 
     if config.dataset.protocol != "split":
         return round(PRANET.train_count * (1 - config.dataset.val_fraction))
     name = config.dataset.name.lower().replace("-", "")
     for layout in (KVASIR_SEG, CVC_CLINICDB):
         if name in layout.name.lower().replace("-", ""):
-            return int(layout.count * 0.8)
+            return split_indices(layout.count, STUDY_SPLIT_RATIO)[0]
     return None
 
 

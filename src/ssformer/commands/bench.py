@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is None:
         build = lambda: build_model(args.name, args.backbone, num_classes=args.classes).fuse()  # noqa: E731
     elif info is None:
-        build = lambda: load_model(args.weights).fuse()  # noqa: E731
+        build = lambda: load_model(args.weights)  # noqa: E731
     else:
         build = None
     probe = build() if build is not None else None
@@ -199,10 +199,9 @@ def run(args: argparse.Namespace) -> int:
     planned = len(others)
     if "torch" in runtimes:
         rows.append(_torch_rows(args, device, build))
-        planned += len(args.modes) * len(_precisions(args, device)) * 2
-        planned += (
-            len(_precisions(args, device)) if args.compile and "inference" in args.modes else 0
-        )
+        precisions = len(_precisions(args, device))
+        planned += len(args.modes) * precisions * 2
+        planned += precisions if args.compile and "inference" in args.modes else 0
     if others:
         rows.append(_exported_rows(args, others, build))
     progress = _Progress(planned, args.warmup + args.repeats)

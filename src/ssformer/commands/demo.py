@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     split_root = Path(config.dataset.root)
     print(f"[2/6] split 80/10/10, seed 1337 -> {split_root}", flush=True)
-    split = split_dataset(data, split_root, ratio=(0.8, 0.1, 0.1), seed=1337)
+    split = split_dataset(data, split_root)  # the study's 80/10/10, seed 1337
     counts = {name: len(files) for name, files in split.files.items()}
     print(f"      {counts}{'' if split.created else ' (made before)'}")
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("[5/6] predictions on a few test images", flush=True)
     best = result.best_path or result.last_path
-    model = load_model(best).fuse()
+    model = load_model(best)
     test_images = sorted((split_root / "test" / "images").iterdir())[:PREDICTED_IMAGES]
     from ssformer.engine.execution import resolve_device
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssformer.registry import STUDY_SPLIT_RATIO, STUDY_SPLIT_SEED
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="default: ROOT itself (ROOT/{train,val,test} beside images/ and masks/, originals kept)",
     )
     parser.add_argument(
-        "--ratio", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST")
+        "--ratio", type=float, nargs=3, default=STUDY_SPLIT_RATIO, metavar=("TRAIN", "VAL", "TEST")
     )
-    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--seed", type=int, default=STUDY_SPLIT_SEED)
     parser.add_argument(
         "--check",
         action="store_true",

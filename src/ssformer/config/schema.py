@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ssformer.image_size import PAPER_SIZE
-from ssformer.registry import PRESETS
+from ssformer.registry import PRESETS, STUDY_SPLIT_RATIO, STUDY_SPLIT_SEED
 
 __all__ = [
     "DEFAULT_SEED",
@@ -59,8 +59,8 @@ class SplitConfig:
     """``DATASET.SPLIT``: the seed and train/val/test ratio of the ``split`` protocol
     (``splitfolders.ratio`` semantics)."""
 
-    seed: int = 1337
-    ratio: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = STUDY_SPLIT_SEED
+    ratio: tuple[float, float, float] = STUDY_SPLIT_RATIO
 
 
 @dataclass

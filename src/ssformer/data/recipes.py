@@ -70,14 +70,6 @@ class Recipe:
     aspect_kept: bool = False
     scores_saved_map: bool = False
 
-    def input_size(
-        self, image_height: int, image_width: int, size: tuple[int, int]
-    ) -> tuple[int, int]:
-        """``(h, w)`` of the model input for an image of this size at ``EVAL.IMAGE_SIZE``."""
-        if not self.aspect_kept:
-            return size
-        return study_eval_size(image_height, image_width, size[0])[1]
-
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
@@ -146,7 +138,7 @@ class RecipeEvalDataset(Dataset):
         if not self.recipe.aspect_kept:
             return self.image_size
         height, width = read_image_size(self.pairs[index][0])
-        return self.recipe.input_size(height, width, self.image_size)
+        return study_eval_size(height, width, self.image_size[0])[1]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, mask_path = self.pairs[index]

@@ -35,11 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssformer.data.identity import identify_dataset
-from ssformer.data.layout import ignored_files, ignored_reason, image_files
+from ssformer.data.layout import SPLIT_PROTOCOL, ignored_files, ignored_reason, image_files
 from ssformer.errors import DataError
 from ssformer.io.atomic import write_text_atomic
 from ssformer.io.paths import why_not_folder
-from ssformer.registry import IMAGE_DIR_NAMES, IMAGE_SUFFIXES, MASK_DIR_NAMES
+from ssformer.registry import (
+    IMAGE_DIR_NAMES,
+    IMAGE_SUFFIXES,
+    MASK_DIR_NAMES,
+    STUDY_SPLIT_RATIO,
+    STUDY_SPLIT_SEED,
+)
 
 __all__ = [
     "MANIFEST_NAME",
@@ -55,7 +61,7 @@ __all__ = [
     "stale_split_problems",
 ]
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = (SPLIT_PROTOCOL.train, str(SPLIT_PROTOCOL.val), SPLIT_PROTOCOL.test)
 MANIFEST_NAME = "split.json"
 MANIFEST_VERSION = 1
 IN_PROGRESS_NAME = ".split-in-progress.json"
@@ -230,8 +236,8 @@ def ignored_warnings(root: Path) -> list[str]:
 def split_dataset(
     root: Path,
     output: Path | None = None,
-    ratio: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 1337,
+    ratio: Sequence[float] = STUDY_SPLIT_RATIO,
+    seed: int = STUDY_SPLIT_SEED,
 ) -> SplitResult:
     """Split ``root`` (``images/`` + ``masks/``) into ``output/{train,val,test}/{images,masks}``.
 

@@ -166,7 +166,7 @@ def _load_source(weights: Path, config: Config | None) -> _Source:
         )
     from ssformer.models import load_model
 
-    model = load_model(weights, config).fuse().to("cpu", torch.float32).eval()
+    model = load_model(weights, config).to("cpu", torch.float32).eval()
     return _Source(
         reference=model,
         against="torch fp32 eager",

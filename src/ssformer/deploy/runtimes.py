@@ -164,7 +164,7 @@ def load_inference_model(
         return exported
     from ssformer.models import load_model
 
-    model = load_model(weights, config).fuse()
+    model = load_model(weights, config)
     if runtime == "torch":
         return model
     return export_for_runtime(

@@ -374,8 +374,9 @@ def _eval_json_path(
     if is_run_folder(weights.parent):
         prefix = f"{weights.stem}{tag}_" if tag else ""
         return weights.parent / eval_file_name(split, set_name, suffix, prefix)
-    set_part = "" if set_name in ("test", "val") else f"_{set_name}"
-    return Path(config.save_dir) / "eval" / f"{weights.stem}{tag}_{split}{set_part}{suffix}.json"
+    # outside a run folder the weights' stem replaces the "eval_" of the name
+    name_in_run = eval_file_name(split, set_name, suffix).removeprefix("eval_")
+    return Path(config.save_dir) / "eval" / f"{weights.stem}{tag}_{name_in_run}"
 
 
 def _evaluation_model(
@@ -395,7 +396,7 @@ def _evaluation_model(
             torch.device("cpu")
         )
     device = resolve_device(config.device)
-    model = load_model(path, config).fuse().to(device).eval()
+    model = load_model(path, config).to(device).eval()
     if compile:
         from ssformer.engine.compiled import compile_for_inference
 

@@ -160,9 +160,10 @@ def verify_model_file(
 
 
 def load_model(weights: str | Path, config: Config | None = None) -> SegmentationModel:
-    """The model stored in ``weights``, built from its own metadata (our checkpoints) or from
-    the config's ``MODEL`` section (official SSFormer and reproduction-study files, which
-    :func:`ssformer.load_weights` converts and loads strictly)."""
+    """The model stored in ``weights``, ready for inference: built from its own metadata (our
+    checkpoints) or from the config's ``MODEL`` section (official SSFormer and
+    reproduction-study files, which :func:`ssformer.load_weights` converts and loads strictly),
+    and fused (:meth:`~ssformer.models.model.SegmentationModel.fuse`)."""
     path = Path(weights)
     if not path.is_file():
         raise CheckpointError(
@@ -172,7 +173,7 @@ def load_model(weights: str | Path, config: Config | None = None) -> Segmentatio
         )
     payload = read_checkpoint(path)  # read once: checkpoints can be hundreds of MB
     if config is None or payload.get("format") == FORMAT:
-        return model_from_payload(payload, path)
+        return model_from_payload(payload, path).fuse()
     model = model_from_config(config, pretrained=False)
     load_payload(model, payload, path)
-    return model
+    return model.fuse()

@@ -127,14 +127,10 @@ class DecoderHead(nn.Module):
         self.fused = True
         return self
 
-    @property
-    def runs_fused(self) -> bool:
-        """Whether a call computes the fused form."""
-        return self.fused
-
     def fused_forward(
         self, features: Sequence[torch.Tensor], out_size: tuple[int, int]
     ) -> torch.Tensor:
+        """``forward``'s function in the fused form; every head defines it."""
         raise NotImplementedError
 
 
@@ -171,7 +167,7 @@ class ProgressiveLocalityDecoder(DecoderHead):
         self.linear_pred = nn.Conv2d(width, num_classes, kernel_size=1)
 
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        if self.runs_fused:
+        if self.fused:
             return self.fused_forward(features, out_size)
         c1, c2, c3, c4 = features
         size = c1.shape[-2:]
@@ -250,7 +246,7 @@ class StudyPLDHead(DecoderHead):
         self.pred = nn.Conv2d(num_classes * 2, num_classes, 1)  # the study's ``Conv2d``
 
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        if self.runs_fused:
+        if self.fused:
             return self.fused_forward(features, out_size)
         size = features[0].shape[-2:]
         # per level a 1x1 conv, upsampled (nearest) to the size of level 1
@@ -319,7 +315,7 @@ class SegFormerHead(DecoderHead):
         self.dropout = nn.Dropout2d(0.1)
 
     def forward(self, features: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        if self.runs_fused:
+        if self.fused:
             return self.fused_forward(features, out_size)
         c1, c2, c3, c4 = features
         size = c1.shape[-2:]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ssformer.errors import ConfigError
+from ssformer.registry import STUDY_SPLIT_RATIO, STUDY_SPLIT_SEED
 from ssformer.report.published_conventions import (
     canonical_dataset,
     canonical_protocol,
@@ -183,7 +184,10 @@ def verify_run_data(root: str | None, protocol: Any, dataset: str) -> tuple[str 
     verified = identity.get("verified_as")
     verified = verified if isinstance(verified, str) else None
     parameters = recorded.get("parameters") or {}
-    published_split = parameters.get("ratio") == [0.8, 0.1, 0.1] and parameters.get("seed") == 1337
+    published_split = (
+        parameters.get("ratio") == list(STUDY_SPLIT_RATIO)
+        and parameters.get("seed") == STUDY_SPLIT_SEED
+    )
     if verified not in (None, "synthetic") and not published_split:
         return None, (
             f"split {parameters.get('ratio')} with seed {parameters.get('seed')}, not the "
